@@ -1,0 +1,83 @@
+"""The few fixes RecBole 1.2.1 needs on today's torch / numpy / pandas.
+
+Applied once, on ``import recbole_hymirec``:
+
+* a clear error when numpy >= 2 or pandas >= 3 is installed (RecBole 1.2.1 uses
+  ``np.float_`` in every Config and mishandles token_seq fields on pandas 3);
+* RecBole's own checkpoint loads (best-model reload after ``fit``, ``resume_checkpoint``)
+  work on torch >= 2.6: RecBole pickles its Config into every checkpoint, which the new
+  ``weights_only=True`` default refuses. Only calls made from RecBole's trainer module on
+  an existing local file are affected; every other ``torch.load`` keeps torch's default.
+
+Nothing else in RecBole is patched.
+"""
+import functools
+import os
+import sys
+
+from recbole_hymirec.errors import EnvironmentMismatchError
+
+# (package, first unsupported major version, why)
+_UNSUPPORTED_MAJORS = (
+    ("numpy", 2, "RecBole 1.2.1 uses np.float_, removed in numpy 2"),
+    ("pandas", 3, "RecBole 1.2.1 mishandles token_seq fields and NaN filling on pandas 3"),
+)
+# Modules whose torch.load calls read checkpoints RecBole itself wrote (trusted files).
+TRUSTED_CHECKPOINT_CALLERS = ("recbole.trainer.trainer",)
+
+_applied = False
+
+
+def _major(version):
+    return int(version.split(".")[0])
+
+
+def check_versions():
+    """Raise EnvironmentMismatchError naming the package and the fix."""
+    import numpy
+    import pandas
+
+    modules = {"numpy": numpy, "pandas": pandas}
+    for name, bad_major, why in _UNSUPPORTED_MAJORS:
+        version = modules[name].__version__
+        if _major(version) >= bad_major:
+            raise EnvironmentMismatchError(
+                f"{name} {version} is installed but {why}. "
+                f"Fix: pip install '{name}<{bad_major}' (or run `make install`)."
+            )
+
+
+def _is_local_file(f):
+    return isinstance(f, (str, os.PathLike)) and os.path.isfile(f)
+
+
+def _trusting_torch_load(original_load):
+    @functools.wraps(original_load)
+    def load(f, *args, **kwargs):
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if (
+            "weights_only" not in kwargs
+            and caller in TRUSTED_CHECKPOINT_CALLERS
+            and _is_local_file(f)
+        ):
+            kwargs["weights_only"] = False
+        return original_load(f, *args, **kwargs)
+
+    load.__hymirec_trusting__ = True
+    return load
+
+
+def patch_checkpoint_loading():
+    import torch
+
+    if not getattr(torch.load, "__hymirec_trusting__", False):
+        torch.load = _trusting_torch_load(torch.load)
+
+
+def apply():
+    global _applied
+    if _applied:
+        return
+    check_versions()
+    patch_checkpoint_loading()
+    _applied = True

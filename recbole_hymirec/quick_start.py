@@ -1,0 +1,143 @@
+"""Programmatic entry points: the plugin's counterparts of ``recbole.quick_start``.
+
+They resolve plugin models, trainers and datasets before RecBole's, and return results
+as plain JSON-friendly dicts.
+"""
+import logging
+import sys
+from logging import getLogger
+
+import torch
+import torch.distributed as dist
+from recbole.data import data_preparation
+from recbole.data.transform import construct_transform
+from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+
+from recbole_hymirec.config import Config
+from recbole_hymirec.utils import create_dataset, get_model, get_trainer
+
+
+def plain_result(result):
+    """OrderedDicts of numpy floats -> dicts of Python floats (for JSON)."""
+    if isinstance(result, dict):
+        return {k: plain_result(v) for k, v in result.items()}
+    if hasattr(result, "item"):
+        return result.item()
+    return result
+
+
+def _build(config):
+    """Seed, dataset, splits and model for ``config`` (shared by training and reloading)."""
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    return dataset, train_data, valid_data, test_data, model
+
+
+def _log_flops(model, dataset, config, logger):
+    # An LLM-backed model opts out: RecBole's FLOPs probe deep-copies the whole model.
+    if not getattr(model, "log_flops", True):
+        return
+    flops = get_flops(model, dataset, config["device"], logger, construct_transform(config))
+    logger.info(set_color("FLOPs", "blue") + f": {flops}")
+
+
+def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=verbose, saved=saved,
+        show_progress=config["show_progress"] and verbose,
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"] and verbose
+    )
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def run_recbole_hymirec(
+    model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None
+):
+    """Train and test ``model`` on ``dataset``; returns the result dict (best valid, test)."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                    config_dict=config_dict)
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset, train_data, valid_data, test_data, model = _build(config)
+    logger.info(dataset)
+    logger.info(model)
+    _log_flops(model, dataset, config, logger)
+
+    result = plain_result(_train_and_test(config, model, train_data, valid_data, test_data, saved))
+    logger.info("The running environment of this training is as follows:\n"
+                + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
+    logger.info(set_color("test result", "yellow") + f": {result['test_result']}")
+
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, saved, queue):
+    config_dict = dict(config_dict or {}, local_rank=rank)
+    run_recbole_hymirec(model, dataset, config_file_list, config_dict, saved, queue)
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True,
+        nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0):
+    """One process, or ``nproc`` spawned ranks through RecBole's distributed path."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_hymirec(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = dict(config_dict or {}, world_size=nproc if world_size == -1 else world_size,
+                       ip=ip, port=port, nproc=nproc, offset=group_offset)
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue),
+             nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """Objective for RecBole's HyperTuning (hyperopt); needs no ray."""
+    config = Config(config_dict=config_dict, config_file_list=config_file_list)
+    logger = getLogger()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+    init_logger(config)
+    logging.basicConfig(level=logging.ERROR)
+    _, train_data, valid_data, test_data, model = _build(config)
+    result = _train_and_test(config, model, train_data, valid_data, test_data, saved,
+                             verbose=False)
+    return plain_result(result)
+
+
+def load_data_and_model(model_file):
+    """Config, model (weights restored), dataset and loaders from a checkpoint file.
+
+    Works for plugin models, which RecBole's own ``load_data_and_model`` cannot find.
+    The file is a trusted local checkpoint written by a training run (it pickles the Config).
+    """
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    config = checkpoint["config"]
+    init_logger(config)
+    getLogger().info(config)
+    dataset, train_data, valid_data, test_data, model = _build(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
