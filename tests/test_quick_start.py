@@ -1,0 +1,72 @@
+"""End to end through the plugin's entry points on a tiny dataset, full ranking."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT, TINY_RUN
+from recbole_hymirec.quick_start import load_data_and_model, run_recbole_hymirec
+
+EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (5, 10)}
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "run_recbole_hymirec.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _overrides(config):
+    return [f"--{k}={v!r}" if not isinstance(v, (int, float)) else f"--{k}={v}"
+            for k, v in config.items()]
+
+
+def test_cli_sasrec_one_epoch_prints_result_line(tiny_data_path, tmp_path):
+    proc = _cli("-m", "SASRec", "-d", "tiny", f"--data_path={tiny_data_path}",
+                *_overrides(TINY_RUN), cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result_lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert len(result_lines) == 1
+    result = json.loads(result_lines[0][len("RESULT "):])
+    assert result["model"] == "SASRec" and result["dataset"] == "tiny"
+    assert set(result["test_result"]) == EXPECTED_KEYS
+    assert set(result["best_valid_result"]) == EXPECTED_KEYS
+    assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
+    assert "ndcg@10" in proc.stdout.split("RESULT ")[0]  # the metrics table
+    assert os.path.isfile(result["saved_model_file"])
+
+
+def test_cli_unknown_model_is_one_clear_line():
+    proc = _cli("-m", "NoSuchModel", cwd=os.getcwd())
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: Unknown model 'NoSuchModel'. Plugin models:")
+    assert "Traceback" not in proc.stderr and "lightgbm" not in proc.stderr
+
+
+def test_cli_rejects_space_separated_override():
+    proc = _cli("-m", "SASRec", "--epochs", "1", cwd=os.getcwd())
+    assert proc.returncode != 0
+    assert "config overrides are written --key=value" in proc.stderr
+
+
+def test_missing_dataset_names_expected_files(tmp_path):
+    from recbole_hymirec.errors import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError) as info:
+        run_recbole_hymirec("SASRec", "nothere", config_dict={"data_path": str(tmp_path)})
+    message = str(info.value)
+    assert f"expected RecBole atomic files in '{tmp_path / 'nothere'}'" in message
+    assert "nothere.inter" in message and "--data_path=FOLDER" in message
+
+
+def test_checkpoint_reload_gives_identical_scores(tiny_data_path):
+    """Best-model reload inside fit/evaluate (torch >= 2.6) and load_data_and_model agree."""
+    from recbole.trainer import Trainer
+
+    result = run_recbole_hymirec("SASRec", "tiny",
+                                 config_dict=dict(TINY_RUN, data_path=tiny_data_path, epochs=2))
+    config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    assert config["model"] == "SASRec"
+    reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False)
+    assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
