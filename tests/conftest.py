@@ -15,6 +15,7 @@ def _in_tmp_workdir(tmp_path, monkeypatch):
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     monkeypatch.setattr("sys.argv", ["pytest"])  # RecBole's Config reads sys.argv
+    monkeypatch.setenv("HYMIREC_CACHE", str(tmp_path / "cache"))  # never the user's cache
     return workdir
 
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT, TINY_RUN
-from recbole_hymirec.quick_start import load_data_and_model, run_recbole_hymirec
+from recbole_hymirec.quick_start import (load_data_and_model, objective_function,
+                                         run_recbole_hymirec)
 
 EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (5, 10)}
 
@@ -70,3 +71,11 @@ def test_checkpoint_reload_gives_identical_scores(tiny_data_path):
     assert config["model"] == "SASRec"
     reloaded = Trainer(config, model).evaluate(test_data, load_best_model=False)
     assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
+
+
+def test_objective_function_serves_hypertuning(tiny_data_path):
+    result = objective_function(config_dict=dict(TINY_RUN, model="SASRec", dataset="tiny",
+                                                 data_path=tiny_data_path), saved=False)
+    assert result["model"] == "SASRec"
+    assert set(result["test_result"]) == EXPECTED_KEYS
+    assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
