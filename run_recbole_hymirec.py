@@ -28,17 +28,6 @@ def build_parser():
     return parser
 
 
-def split_overrides(extra):
-    """Check that every remaining argument is ``--key=value``; return them."""
-    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if bad:
-        raise SystemExit(
-            f"error: cannot read argument(s) {' '.join(bad)}: config overrides are written "
-            f"--key=value (e.g. --epochs=5)."
-        )
-    return extra
-
-
 def metrics_table(result):
     """Valid and test metrics side by side, one metric a row."""
     valid, test = result["best_valid_result"] or {}, result["test_result"] or {}
@@ -51,40 +40,34 @@ def metrics_table(result):
     return "\n".join(lines)
 
 
-def is_user_error(err):
-    """True for the plugin's errors, which carry the problem and the fix in their message.
-
-    Looked up in sys.modules because the failing import may be the package itself
-    (e.g. numpy 2 installed): its errors module is loaded before the check runs.
-    """
-    errors = sys.modules.get("recbole_hymirec.errors")
-    return errors is not None and isinstance(err, errors.HyMiRecError)
-
-
 def main(argv=None):
     args, extra = build_parser().parse_known_args(argv)
-    overrides = split_overrides(extra)
-    # RecBole's Config reads --key=value from sys.argv (spawned ranks inherit it).
-    sys.argv = [sys.argv[0]] + overrides
+    try:  # the package checks numpy/pandas on import: a broken environment fails as one line
+        from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
+    except RuntimeError as err:
+        errors = sys.modules.get("recbole_hymirec.errors")
+        if errors is None or not isinstance(err, errors.EnvironmentMismatchError):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
+    hand_overrides_to_recbole(extra)
     config_files = args.config_files.split() if args.config_files else None
-    try:
+
+    def job():
         from recbole_hymirec.quick_start import run
 
         result = run(args.model, args.dataset, config_file_list=config_files,
                      nproc=args.nproc, world_size=args.world_size, ip=args.ip,
                      port=args.port, group_offset=args.group_offset)
-    except Exception as err:  # noqa: BLE001 - user errors become one line, others re-raise
-        if not is_user_error(err):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if result is None:
-        print("error: no result came back from rank 0", file=sys.stderr)
-        return 1
-    print(f"\n{result['model']} on {result['dataset']}\n{metrics_table(result)}")
-    print("RESULT " + json.dumps(result, sort_keys=True))
-    return 0
+        if result is None:
+            print("error: no result came back from rank 0", file=sys.stderr)
+            return 1
+        print(f"\n{result['model']} on {result['dataset']}\n{metrics_table(result)}")
+        print("RESULT " + json.dumps(result, sort_keys=True))
+        return 0
+
+    return run_reporting_user_errors(job)
 
 
 if __name__ == "__main__":

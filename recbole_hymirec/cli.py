@@ -1,0 +1,39 @@
+"""What every command line of the plugin shares: ``--key=value`` overrides, one-line errors."""
+import sys
+
+
+def split_overrides(extra):
+    """Check that every argument left after argparse is ``--key=value``; return them."""
+    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+    if bad:
+        raise SystemExit(
+            f"error: cannot read argument(s) {' '.join(bad)}: config overrides are written "
+            f"--key=value (e.g. --epochs=5)."
+        )
+    return extra
+
+
+def hand_overrides_to_recbole(extra):
+    """RecBole's Config reads ``--key=value`` from sys.argv (spawned ranks inherit it)."""
+    sys.argv = [sys.argv[0]] + split_overrides(extra)
+
+
+def is_user_error(err):
+    """True for the plugin's errors, which carry the problem and the fix in their message.
+
+    Looked up in sys.modules because the failing import may be the package itself
+    (e.g. numpy 2 installed): its errors module is loaded before the check runs.
+    """
+    errors = sys.modules.get("recbole_hymirec.errors")
+    return errors is not None and isinstance(err, errors.HyMiRecError)
+
+
+def run_reporting_user_errors(job):
+    """``job()``'s return value, or 2 after printing a user error as one line."""
+    try:
+        return job()
+    except Exception as err:  # noqa: BLE001 - user errors become one line, others re-raise
+        if not is_user_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,148 @@
+"""Stage 1 for one dataset: item text -> content LLM embeddings (cached) -> centred -> codebook codes.
+
+Used by the HyMiRec model (its frozen item side) and by ``python -m recbole_hymirec.stage1``.
+Row ``i`` of every table is RecBole's internal item id ``i``; row 0 is the padding item
+(zero embedding, codes of the zero vector, never scored).
+"""
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.codebook import CosineResidualCodebook
+from recbole_hymirec.model.content_encoder import (ContentEncoder, cached_item_embeddings,
+                                                   center_embeddings, read_item_texts, whiten)
+from recbole_hymirec.model.llm import cache_root, llm_identity, load_causal_lm, resolve_llm_path
+
+logger = logging.getLogger(__name__)
+POOLING = "last-state-at-appended-special-token"
+
+
+@dataclass
+class ItemCodes:
+    """Stage-1 output for a dataset's items (row = RecBole item id, row 0 = padding)."""
+
+    embeddings: torch.Tensor  # [n_items, D] centred (optionally whitened) content embeddings
+    codebook: CosineResidualCodebook
+    codes: torch.Tensor  # [n_items, L] integer codes of every item
+    stats: dict = field(default_factory=dict)
+
+
+def _sha(values):
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def embedding_cache_dir(config):
+    return config["embedding_cache_dir"] or os.path.join(cache_root(), "embeddings")
+
+
+def _encoder_dtype(config):
+    return "bfloat16" if config["device"].type == "cuda" else "float32"
+
+
+def embedding_key_fields(config, item_tokens, texts):
+    """Everything the raw item embeddings depend on: any change rebuilds the cache."""
+    return {
+        "llm": llm_identity(resolve_llm_path(config["llm_path"])),
+        "dtype": _encoder_dtype(config),
+        "text_fields": list(config["item_text_fields"]),
+        "template": config["item_text_template"],
+        "pooling": POOLING,
+        "special_token_init": config["special_token_init"],
+        "max_text_len": config["max_text_len"],
+        "dataset": config["dataset"],
+        "item_tokens_sha": _sha(list(item_tokens)),
+        "texts_sha": _sha(texts),
+    }
+
+
+def item_texts(config, dataset):
+    """One text per RecBole item id, read from the raw ``.item`` file."""
+    if not config["item_text_fields"]:
+        raise ConfigError(
+            f"item_text_fields is not set for dataset '{config['dataset']}'. Fix: name the .item "
+            "fields that describe an item, e.g. --item_text_fields=\"['movie_title']\"."
+        )
+    tokens = list(dataset.field2id_token[dataset.iid_field])
+    texts = read_item_texts(config["data_path"], config["dataset"], tokens,
+                            config["item_text_fields"], template=config["item_text_template"],
+                            item_id_field=dataset.iid_field,
+                            field_separator=config["field_separator"])
+    return tokens, texts
+
+
+def encode_texts(config, texts, llm=None):
+    """Raw LLM item embeddings ``[n, D]``; ``llm`` = an already loaded (model, tokenizer)."""
+    if llm is None:
+        model, tokenizer, _ = load_causal_lm(config["llm_path"], dtype=_encoder_dtype(config),
+                                             device=config["device"])
+    else:
+        model, tokenizer = llm
+    encoder = ContentEncoder(model, tokenizer, max_text_len=config["max_text_len"],
+                             batch_size=config["encoder_batch_size"],
+                             special_token_init=config["special_token_init"])
+    return encoder.encode(texts, show_progress=config["show_progress"])
+
+
+def postprocess(raw):
+    """Centre on the real items (row 0 is padding), optionally whiten; padding row -> 0."""
+    centred, mean = center_embeddings(raw[1:])
+    out = torch.zeros_like(raw)
+    out[1:] = centred
+    return out, mean
+
+
+def fit_codebook(config, embeddings):
+    """Fit on the base pool (default: the dataset's real items), encode every item."""
+    codebook = CosineResidualCodebook(
+        n_layers=config["codebook_layers"], codebook_size=config["codebook_size"],
+        max_cluster_share=config["codebook_max_share"], n_iters=config["codebook_iters"],
+        seed=config["seed"],
+    )
+    pool_file = config["codebook_pool_file"]
+    if pool_file:
+        pool = _load_pool(pool_file, embeddings.shape[1])
+        codebook.fit(pool)
+    else:
+        codebook.fit(embeddings[1:])
+    return codebook, codebook.encode(embeddings)
+
+
+def _load_pool(path, dim):
+    if not os.path.isfile(path):
+        raise ConfigError(f"codebook_pool_file '{path}' does not exist. Fix: point it to a torch "
+                          "file holding a [n, D] tensor of centred item embeddings, or unset it.")
+    pool = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(pool, torch.Tensor) or pool.dim() != 2 or pool.shape[1] != dim:
+        raise ConfigError(f"codebook_pool_file '{path}' must hold a [n, {dim}] tensor "
+                          f"(the LLM's hidden size), got {getattr(pool, 'shape', type(pool))}.")
+    return pool.float()
+
+
+def build_item_codes(config, dataset, llm=None):
+    """Stage 1 for ``dataset``: cached content embeddings, centring, codebook, stats."""
+    tokens, texts = item_texts(config, dataset)
+    start = time.time()
+    raw, cache_hit = cached_item_embeddings(
+        embedding_cache_dir(config), embedding_key_fields(config, tokens, texts),
+        lambda: encode_texts(config, texts, llm), expected_n=len(tokens),
+    )
+    embed_seconds = time.time() - start
+    embeddings, _ = postprocess(raw)
+    if config["whiten_embeddings"]:
+        embeddings[1:], _, _ = whiten(embeddings[1:])
+    start = time.time()
+    codebook, codes = fit_codebook(config, embeddings)
+    codebook_seconds = time.time() - start
+
+    stats = codebook.stats(embeddings[1:], codes[1:])
+    stats.update(llm=str(config["llm_path"] or "smollm2 (packaged)"), cache_hit=cache_hit,
+                 embed_seconds=round(embed_seconds, 3),
+                 codebook_seconds=round(codebook_seconds, 3))
+    logger.info("stage 1: %s", json.dumps(stats))
+    return ItemCodes(embeddings=embeddings, codebook=codebook, codes=codes, stats=stats)
