@@ -1,0 +1,271 @@
+"""LLM refiner: a causal LLM backbone (LoRA-tuned) turns ``M`` coarse interests and the ``N`` most
+recent items into ``K`` refined interest embeddings.
+
+The backbone reads ``inputs_embeds = [real coarse tokens ; real recent tokens ; K query tokens]``
+per row. Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last
+``K`` positions; the last-layer states there go through a projection head (RED-Rec style:
+``LayerNorm(x + Dropout(Linear(GELU(Linear(x)))))`` then ``Linear(D -> d)``).
+
+Only the base decoder (``backbone_of``) is kept: the LM head would project every position onto
+the vocabulary for nothing. The backbone weights are frozen; LoRA adapters (peft) on
+``lora_target_modules`` are the only backbone weights that train (none when ``lora_r == 0``).
+
+This module does not import RecBole.
+"""
+import contextlib
+
+import torch
+from torch import nn
+
+from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.llm import backbone_of, hidden_size_of
+
+LORA_PARAM_MARKER = "lora_"  # peft names adapter weights ``...lora_A.default.weight`` etc.
+
+
+# ----------------------------------------------------------------------------- LoRA helpers
+
+def _as_module_list(target_modules):
+    """``"q_proj,v_proj"`` / ``"c_attn"`` / ``["q_proj", "v_proj"]`` -> list of names."""
+    if isinstance(target_modules, str):
+        names = [t.strip() for t in target_modules.strip("[]").split(",")]
+        return [t.strip("'\" ") for t in names if t.strip("'\" ")]
+    return [str(t) for t in target_modules]
+
+
+def _adaptable_layers(backbone):
+    """``{full name: module}`` of the Linear / GPT-2 Conv1D layers LoRA can wrap.
+
+    Layers peft already wrapped are listed under their own name (not ``...base_layer``), and the
+    adapters themselves are left out.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    layers = {}
+    for name, module in backbone.named_modules():
+        if not name or not isinstance(module, (nn.Linear, Conv1D)):
+            continue
+        parts = name.split(".")
+        if any(part.startswith(LORA_PARAM_MARKER) for part in parts):
+            continue
+        if parts[-1] == "base_layer":
+            name = ".".join(parts[:-1])
+        layers[name] = module
+    return layers
+
+
+def _matches(name, target):
+    return name == target or name.endswith("." + target)
+
+
+def _suggest_targets(leaf_names):
+    """The usual attention projections among ``leaf_names`` (what LoRA papers tune)."""
+    for pair in (("q_proj", "v_proj"), ("c_attn",), ("query_key_value",), ("Wqkv",)):
+        if all(p in leaf_names for p in pair):
+            return list(pair)
+    attention = [n for n in leaf_names if "attn" in n or n.startswith(("q", "k", "v"))]
+    return attention or leaf_names[:1]
+
+
+def _check_targets(backbone, target_modules):
+    """The matched layers; ConfigError listing what exists when nothing matches."""
+    layers = _adaptable_layers(backbone)
+    matched = {n: m for n, m in layers.items() if any(_matches(n, t) for t in target_modules)}
+    if matched:
+        return matched
+    leaf_names = sorted({n.rsplit(".", 1)[-1] for n in layers})
+    model_type = getattr(backbone.config, "model_type", type(backbone).__name__)
+    suggestion = str(_suggest_targets(leaf_names))
+    raise ConfigError(
+        f"lora_target_modules={list(target_modules)} match no layer of the LLM "
+        f"(model_type={model_type}). Its layers that LoRA can adapt are {leaf_names}. "
+        f"Fix: --lora_target_modules=\"{suggestion}\" (or lora_r=0 to freeze the LLM)."
+    )
+
+
+def _inject_lora(backbone, r, alpha, dropout, target_modules):
+    """Add LoRA adapters to ``backbone`` in place; only they stay trainable (kept in fp32)."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers.pytorch_utils import Conv1D
+
+    matched = _check_targets(backbone, target_modules)
+    # GPT-2's Conv1D stores its weight transposed: tell peft instead of letting it warn.
+    fan_in_fan_out = any(isinstance(m, Conv1D) for m in matched.values())
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=list(target_modules), bias="none",
+                        fan_in_fan_out=fan_in_fan_out)
+    backbone = inject_adapter_in_model(config, backbone)
+    for name, param in backbone.named_parameters():
+        is_lora = LORA_PARAM_MARKER in name
+        param.requires_grad_(is_lora)
+        if is_lora and param.dtype != torch.float32:
+            # A bf16 backbone gives bf16 adapters; optimiser updates need fp32 weights.
+            param.data = param.data.float()
+    return backbone
+
+
+# ----------------------------------------------------------------------------- refiner
+
+class ProjectionHead(nn.Module):
+    """``LayerNorm(x + Dropout(Linear(GELU(Linear(x)))))`` in ``D``, then ``Linear(D -> d)``."""
+
+    def __init__(self, hidden_size, output_dim, dropout=0.1):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, hidden_size),
+            nn.GELU(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.Dropout(dropout),
+        )
+        self.norm = nn.LayerNorm(hidden_size)
+        self.out = nn.Linear(hidden_size, output_dim)
+
+    def forward(self, x):
+        return self.out(self.norm(x + self.mlp(x)))
+
+
+class LLMRefiner(nn.Module):
+    """Coarse interests + recent items -> ``K`` refined interest embeddings through a causal LLM.
+
+    Args:
+        llm_model: a causal LM from :func:`recbole_hymirec.model.llm.load_causal_lm` (already
+            truncated to the wanted layers); only its base decoder is used. It is modified in
+            place (frozen, LoRA injected): give each refiner its own loaded model.
+        n_interests: ``K``, the number of learnable interest query tokens.
+        output_dim: ``d``, the size of the refined interest embeddings (scoring space).
+        lora_r: LoRA rank; ``0`` freezes the whole backbone (no peft).
+        lora_alpha, lora_dropout: LoRA scaling and dropout.
+        lora_target_modules: names of the layers to adapt (Llama/Qwen2: ``q_proj``, ``v_proj``;
+            GPT-2: ``c_attn``); a list, or a comma-separated string.
+        head_dropout: dropout inside the projection head.
+    """
+
+    def __init__(self, llm_model, n_interests, output_dim, lora_r=8, lora_alpha=16,
+                 lora_dropout=0.05, lora_target_modules=("q_proj", "v_proj"), head_dropout=0.1):
+        super().__init__()
+        self._check_args(n_interests, output_dim, lora_r)
+        self.n_interests = int(n_interests)
+        self.output_dim = int(output_dim)
+        self.lora_r = int(lora_r)
+        self.lora_target_modules = _as_module_list(lora_target_modules)
+
+        backbone = backbone_of(llm_model)
+        backbone.requires_grad_(False)
+        if self.lora_r > 0:
+            if not self.lora_target_modules:
+                raise ConfigError(
+                    "lora_target_modules is empty while lora_r > 0. Fix: name the layers to adapt, "
+                    "e.g. --lora_target_modules=\"['q_proj', 'v_proj']\", or set lora_r=0."
+                )
+            backbone = _inject_lora(backbone, self.lora_r, lora_alpha, lora_dropout,
+                                    self.lora_target_modules)
+        self.backbone = backbone
+        self.hidden_size = hidden_size_of(backbone.config)  # D
+
+        self.interest_queries = nn.Parameter(torch.empty(self.n_interests, self.hidden_size))
+        nn.init.normal_(self.interest_queries, std=0.02)  # [K, D]
+        self.head = ProjectionHead(self.hidden_size, self.output_dim, head_dropout)
+
+    @staticmethod
+    def _check_args(n_interests, output_dim, lora_r):
+        if int(n_interests) < 1:
+            raise ConfigError(
+                f"n_interests={n_interests}: the refiner needs at least one interest query. "
+                "Fix: set n_interests to 1 or more (default 4)."
+            )
+        if int(output_dim) < 1:
+            raise ConfigError(
+                f"output_dim={output_dim}: the refined interests need a positive size. "
+                "Fix: set it to 1 or more (e.g. 64)."
+            )
+        if int(lora_r) < 0:
+            raise ConfigError(
+                f"lora_r={lora_r} is negative. Fix: use a LoRA rank >= 1 (default 8), "
+                "or 0 to freeze the LLM."
+            )
+
+    # ------------------------------------------------------------------------- helpers
+
+    def trainable_parameter_names(self):
+        """Names of the parameters that train (LoRA adapters, queries, head)."""
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+    @property
+    def _backbone_dtype(self):
+        return self.backbone.get_input_embeddings().weight.dtype
+
+    def _autocast(self, device):
+        """bf16 autocast for the backbone on CUDA; nothing elsewhere."""
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def build_inputs(self, coarse, coarse_mask, recent, recent_mask):
+        """Left-padded backbone inputs with the ``K`` query tokens in the last ``K`` positions.
+
+        Real tokens of each row (coarse first, then recent, each in its own order) are packed to
+        the right, just before the queries, with a vectorised scatter; masks need not be
+        contiguous.
+
+        Returns:
+            ``(inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T])`` with
+            ``T = max real tokens + K``.
+        """
+        tokens = torch.cat([coarse, recent], dim=1)  # [B, M+N, D]
+        mask = torch.cat([coarse_mask, recent_mask], dim=1).bool()  # [B, M+N]
+        batch, _, dim = tokens.shape
+        n_real = mask.sum(dim=1)  # [B]
+        width = int(n_real.max()) if batch else 0  # context width without the queries
+
+        # Real token j of row b goes to (width - n_real[b]) + its rank among the row's real tokens.
+        rank = mask.long().cumsum(dim=1) - 1  # [B, M+N]
+        dest = (width - n_real).unsqueeze(1) + rank  # [B, M+N]
+        rows = torch.arange(batch, device=tokens.device).unsqueeze(1).expand_as(mask)  # [B, M+N]
+        context = tokens.new_zeros(batch, width, dim)  # [B, W, D]
+        context = context.index_put((rows[mask], dest[mask]), tokens[mask])  # [B, W, D]
+
+        queries = self.interest_queries.to(tokens.dtype).expand(batch, -1, -1)  # [B, K, D]
+        inputs_embeds = torch.cat([context, queries], dim=1)  # [B, T, D]
+
+        slots = torch.arange(width, device=tokens.device).unsqueeze(0)  # [1, W]
+        context_mask = slots >= (width - n_real).unsqueeze(1)  # [B, W]
+        query_mask = context_mask.new_ones(batch, self.n_interests)  # [B, K]
+        attention_mask = torch.cat([context_mask, query_mask], dim=1).long()  # [B, T]
+        # Each row's real tokens get positions 0.. whatever its padding (RoPE and GPT-2 alike).
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, T]
+        return inputs_embeds, attention_mask, position_ids
+
+    # ------------------------------------------------------------------------- forward
+
+    def forward(self, coarse, coarse_mask, recent, recent_mask):
+        """Refined interests ``[B, K, d]`` (float32).
+
+        Args:
+            coarse: coarse interest tokens ``[B, M, D]``, with bool mask ``coarse_mask [B, M]``.
+            recent: recent item tokens ``[B, N, D]``, with bool mask ``recent_mask [B, N]``
+                (``True`` = a real item).
+        """
+        self._check_shapes(coarse, coarse_mask, recent, recent_mask)
+        inputs_embeds, attention_mask, position_ids = self.build_inputs(
+            coarse, coarse_mask, recent, recent_mask)
+        with self._autocast(inputs_embeds.device):
+            out = self.backbone(inputs_embeds=inputs_embeds.to(self._backbone_dtype),
+                                attention_mask=attention_mask, position_ids=position_ids,
+                                use_cache=False)
+        states = out.last_hidden_state[:, -self.n_interests:].float()  # [B, K, D]
+        return self.head(states)  # [B, K, d]
+
+    def _check_shapes(self, coarse, coarse_mask, recent, recent_mask):
+        pairs = (("coarse", coarse, coarse_mask), ("recent", recent, recent_mask))
+        for name, tokens, mask in pairs:
+            if tokens.dim() != 3 or tokens.shape[-1] != self.hidden_size:
+                raise ValueError(
+                    f"{name} must be [B, L, {self.hidden_size}] (the LLM hidden size), "
+                    f"got {tuple(tokens.shape)}; project it to the LLM width first."
+                )
+            if tuple(mask.shape) != tuple(tokens.shape[:2]):
+                raise ValueError(f"{name}_mask must be {tuple(tokens.shape[:2])}, "
+                                 f"got {tuple(mask.shape)}.")
+        if coarse.shape[0] != recent.shape[0]:
+            raise ValueError(f"coarse and recent batch sizes differ: {coarse.shape[0]} vs "
+                             f"{recent.shape[0]}.")
