@@ -1,1 +1,65 @@
 """Trainers of the plugin models: ``<Model>Trainer`` classes are picked by utils.get_trainer."""
+import json
+import os
+import tempfile
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+
+def _tensor_bytes(state):
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def save_atomically(state, path):
+    """torch.save through a temp file in the same folder + rename: a crash never leaves half
+    a checkpoint, and an earlier run's file is only replaced by a complete one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-ckpt-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f, pickle_protocol=4)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class HyMiRecTrainer(Trainer):
+    """RecBole's Trainer with HyMiRec's two stages and slim checkpoints.
+
+    Stage 1 (item embeddings from cache or the LLM, codebook) runs when the model is built,
+    before ``fit``; its statistics are logged here. Stage 2 is RecBole's training loop over
+    the trainable parameters only. Checkpoints hold the trainable weights (LoRA, adapters,
+    queries, heads) and the codebook, not the frozen LLM.
+    """
+
+    def __init__(self, config, model):
+        super(HyMiRecTrainer, self).__init__(config, model)
+        self.logger.info(set_color("stage 1", "green") + ": "
+                         + json.dumps(self.model.stage1_stats, sort_keys=True))
+        full = _tensor_bytes(self.model.state_dict())
+        slim = _tensor_bytes(self.model.checkpoint_state_dict())
+        self.logger.info(set_color("checkpoint size", "green")
+                         + f": {slim / 2**20:.1f} MiB of weights (full state {full / 2**20:.1f} MiB)")
+
+    def _build_optimizer(self, **kwargs):
+        kwargs.setdefault("params", [p for p in self.model.parameters() if p.requires_grad])
+        return super()._build_optimizer(**kwargs)
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.checkpoint_state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        save_atomically(state, saved_model_file)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")

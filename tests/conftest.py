@@ -68,3 +68,20 @@ TINY_RUN = {
     "show_progress": False,
     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]},
 }
+
+
+def tiny_hymirec_settings(data_path, llm_path, **overrides):
+    """A HyMiRec config small enough for a test: tiny LLM, 8 codewords, short windows."""
+    settings = {k: v for k, v in TINY_RUN.items()
+                if k not in ("hidden_size", "inner_size", "n_layers", "n_heads")}
+    settings.update(
+        data_path=data_path, llm_path=llm_path,
+        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"],
+                  "item": ["item_id", "movie_title", "release_year", "class"]},
+        item_text_fields=["movie_title", "release_year", "class"],
+        codebook_size=8, long_seq_len=12, MAX_ITEM_LIST_LENGTH=4, dmil_window=3,
+        n_interests=2, n_coarse_interests=2, light_hidden_size=16, embedding_size=16,
+        learning_rate=0.005,
+    )
+    settings.update(overrides)
+    return settings

@@ -23,6 +23,13 @@ def fake_plugin(monkeypatch):
     monkeypatch.setattr("recbole_hymirec.trainer.FakeRecTrainer", FakeRecTrainer, raising=False)
 
 
+def test_hymirec_is_a_registered_plugin_model():
+    from recbole_hymirec.model.hymirec import HyMiRec
+
+    assert utils.get_model("HyMiRec") is HyMiRec
+    assert "HyMiRec" in utils.plugin_model_names()
+
+
 def test_recbole_model_resolves_through_plugin():
     assert utils.get_model("SASRec") is SASRec
     assert utils.get_model("GRU4Rec").__name__ == "GRU4Rec"
@@ -41,7 +48,7 @@ def test_unknown_model_message_lists_plugins_and_says_recbole_searched(fake_plug
         utils.get_model("NoSuchModel")
     message = str(info.value)
     assert isinstance(info.value, ConfigError)
-    assert message.startswith("Unknown model 'NoSuchModel'. Plugin models: FakeRec. RecBole's ")
+    assert message.startswith("Unknown model 'NoSuchModel'. Plugin models: FakeRec, HyMiRec. RecBole's ")
     assert "built-in models were searched too" in message
     assert "lightgbm" not in message.lower()
 

@@ -2,4 +2,6 @@
 
 Modules are imported lazily so that resolving a RecBole baseline never loads an LLM stack.
 """
-PLUGIN_MODELS = {}
+PLUGIN_MODELS = {
+    "HyMiRec": "recbole_hymirec.model.hymirec",
+}

@@ -1,0 +1,379 @@
+# -*- coding: utf-8 -*-
+"""DMIL — disentangled multi-interest learning, and multi-interest retrieval.
+
+For a training row the targets are the next ``W`` items. They are clustered with cosine
+k-means into ``k_b = min(K, #targets)`` groups, the groups are matched to the ``K`` interest
+embeddings with the Hungarian algorithm (maximum total cosine, so distinct groups train
+distinct interests), and every target is trained against its matched interest only with an
+InfoNCE loss (full softmax over the catalogue, or sampled negatives). ``W = 1`` degenerates to
+ComiRec-style hard assignment: the interest closest to the target takes it.
+
+A sampled negative equal to the positive item is masked *by id*. HLLM masks every negative
+with ``cos > 0.99`` instead, which lets the loss reach 0 by collapsing all embeddings.
+
+Retrieval: ``score(u, i) = max_k cos(h_k(u), e_i)``; :func:`merge_topk` lets every interest
+retrieve its own list and merges the lists round-robin (the source of the diversity gain).
+
+Pure torch + scipy (Hungarian step only), no RecBole import.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from recbole_hymirec.errors import ConfigError
+
+_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------- assignment
+
+def farthest_point_init(unit, valid, k_per_row, n_clusters):
+    """Deterministic seeds: the first valid target, then repeatedly the valid target whose
+    largest cosine to the chosen seeds is the lowest.
+
+    Args:
+        unit: [B, W, d] L2-normalised targets. valid: [B, W] bool.
+        k_per_row: [B] number of seeds per row. n_clusters: K.
+
+    Returns:
+        centres [B, K, d] (rows' unused slots are zero).
+    """
+    batch_size, window, dim = unit.shape
+    rows = torch.arange(batch_size, device=unit.device)
+    centres = unit.new_zeros(batch_size, n_clusters, dim)  # [B, K, d]
+    chosen = torch.zeros_like(valid)  # [B, W]
+    best_cos = unit.new_full((batch_size, window), -math.inf)  # [B, W] max cos to chosen seeds
+    for c in range(n_clusters):
+        active = k_per_row > c  # [B] rows that still need a seed
+        if not bool(active.any()):
+            break
+        if c == 0:
+            pick = valid.long().argmax(dim=1)  # [B] first valid target
+        else:
+            candidate = best_cos.masked_fill(~valid | chosen, math.inf)  # [B, W]
+            pick = candidate.argmin(dim=1)  # [B] ties: lowest index
+        seed = unit[rows, pick]  # [B, d]
+        centres[:, c] = torch.where(active.unsqueeze(1), seed, centres[:, c])
+        chosen[rows, pick] |= active
+        best_cos = torch.maximum(best_cos, torch.einsum("bwd,bd->bw", unit, seed))
+    return centres
+
+
+def _assign_to_centres(unit, valid, centres, k_per_row):
+    """argmax cosine among each row's first ``k_b`` centres -> long [B, W], -1 where invalid."""
+    n_clusters = centres.shape[1]
+    similarity = torch.einsum("bwd,bkd->bwk", unit, centres)  # [B, W, K]
+    usable = torch.arange(n_clusters, device=unit.device) < k_per_row.unsqueeze(1)  # [B, K]
+    similarity = similarity.masked_fill(~usable.unsqueeze(1), -math.inf)
+    assign = similarity.argmax(dim=2)  # [B, W]
+    return assign.masked_fill(~valid, -1)
+
+
+def cosine_kmeans(x, valid, n_clusters, n_iters=5):
+    """Cosine k-means of every row's valid targets, vectorised over the batch.
+
+    Args:
+        x: [B, W, d] target embeddings (normalised inside).
+        valid: [B, W] bool, False for padding targets.
+        n_clusters: K; row ``b`` gets ``k_b = min(K, #valid_b)`` clusters.
+        n_iters: Lloyd iterations after the farthest-point init (0: assign to the seeds).
+
+    Returns:
+        assign [B, W] long in ``[0, k_b)``, -1 for invalid targets;
+        centres [B, K, d] unit centres (slots ``>= k_b`` are zero);
+        k_per_row [B] long.
+    """
+    _check_n_clusters(n_clusters)
+    if int(n_iters) != n_iters or n_iters < 0:
+        raise ConfigError(f"dmil k-means n_iters={n_iters} is invalid: use an integer >= 0 (e.g. 5).")
+    if x.dim() != 3 or valid.shape != x.shape[:2]:
+        raise ValueError(f"cosine_kmeans expects x [B, W, d] and valid [B, W], got {tuple(x.shape)} "
+                         f"and {tuple(valid.shape)}")
+    valid = valid.bool()
+    unit = F.normalize(x.float(), dim=-1, eps=_EPS) * valid.unsqueeze(-1)  # [B, W, d]
+    k_per_row = valid.sum(dim=1).clamp(max=n_clusters)  # [B]
+    centres = farthest_point_init(unit, valid, k_per_row, n_clusters)  # [B, K, d]
+    for _ in range(int(n_iters)):
+        assign = _assign_to_centres(unit, valid, centres, k_per_row)  # [B, W]
+        one_hot = F.one_hot(assign.clamp(min=0), n_clusters).to(unit.dtype)  # [B, W, K]
+        one_hot = one_hot * valid.unsqueeze(-1)
+        sums = torch.einsum("bwk,bwd->bkd", one_hot, unit)  # [B, K, d]
+        counts = one_hot.sum(dim=1)  # [B, K]
+        # an emptied centre keeps its position (it may win targets back next iteration)
+        centres = torch.where(counts.unsqueeze(-1) > 0, F.normalize(sums, dim=-1, eps=_EPS), centres)
+    assign = _assign_to_centres(unit, valid, centres, k_per_row)
+    return assign, centres, k_per_row
+
+
+def match_clusters_to_interests(centres, k_per_row, interests):
+    """Hungarian matching of every row's ``k_b`` cluster centres to its interests.
+
+    Args:
+        centres: [B, K, d] cluster centres. k_per_row: [B] clusters used per row.
+        interests: [B, K', d] interest embeddings, ``K' >= k_b``.
+
+    Returns:
+        cluster_to_interest [B, K] long: the interest of cluster ``c``, -1 for unused clusters.
+        Distinct clusters of a row get distinct interests; the total cosine is maximal.
+    """
+    n_interests = interests.shape[1]
+    k_list = k_per_row.tolist()
+    if max(k_list, default=0) > n_interests:
+        raise ValueError(f"cannot match {max(k_list)} clusters to only {n_interests} interests")
+    cosine = torch.einsum(
+        "bkd,bjd->bkj",
+        F.normalize(centres.float(), dim=-1, eps=_EPS),
+        F.normalize(interests.detach().float(), dim=-1, eps=_EPS),
+    )  # [B, K, K']
+    cosine = cosine.cpu().numpy()
+    result = np.full(centres.shape[:2], -1, dtype=np.int64)  # [B, K]
+    for b, k in enumerate(k_list):
+        if k == 1:  # the common W=1 case: no solver needed
+            result[b, 0] = int(cosine[b, 0].argmax())
+        elif k > 1:
+            clusters, chosen = linear_sum_assignment(cosine[b, :k], maximize=True)
+            result[b, clusters] = chosen
+    return torch.from_numpy(result).to(centres.device)
+
+
+@torch.no_grad()
+def assign_targets_to_interests(target_emb, valid, interests, n_iters=5):
+    """Interest index of every target: k-means of the row's targets + Hungarian matching.
+
+    The assignment is a discrete choice, computed without gradient.
+
+    Args:
+        target_emb: [B, W, d] target item embeddings. valid: [B, W] bool.
+        interests: [B, K, d] interest embeddings.
+
+    Returns:
+        interest_index [B, W] long in ``[0, K)``, -1 for invalid targets.
+    """
+    valid = valid.bool()
+    assign, centres, k_per_row = cosine_kmeans(target_emb, valid, interests.shape[1], n_iters)
+    cluster_to_interest = match_clusters_to_interests(centres, k_per_row, interests)  # [B, K]
+    index = cluster_to_interest.gather(1, assign.clamp(min=0))  # [B, W]
+    return index.masked_fill(~valid, -1)
+
+
+def _check_n_clusters(n_clusters):
+    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or n_clusters < 1:
+        raise ConfigError(
+            f"number of interests / clusters = {n_clusters} is invalid: use an integer >= 1 (e.g. 4)."
+        )
+
+
+# --------------------------------------------------------------------------- loss
+
+class DMILLoss(nn.Module):
+    """Matching-based contrastive loss between target groups and interest embeddings.
+
+    Args:
+        temperature_init: initial temperature; the learnable logit scale starts at its inverse.
+        max_logit_scale: cap of the logit scale (CLIP's 100), applied when it is used.
+        kmeans_iters: k-means iterations of the target clustering.
+
+    ``forward`` returns the loss; :meth:`forward_with_stats` also returns the assignment, and the
+    last one is kept in ``self.last_interest_index`` ([B, W], -1 for padding targets).
+    """
+
+    def __init__(self, temperature_init=0.07, max_logit_scale=100.0, kmeans_iters=5):
+        super().__init__()
+        if not temperature_init > 0:
+            raise ConfigError(f"dmil temperature_init={temperature_init} must be > 0 (e.g. 0.07).")
+        if not max_logit_scale > 0:
+            raise ConfigError(f"dmil max_logit_scale={max_logit_scale} must be > 0 (e.g. 100).")
+        if int(kmeans_iters) != kmeans_iters or kmeans_iters < 0:
+            raise ConfigError(f"dmil kmeans_iters={kmeans_iters} is invalid: use an integer >= 0 (e.g. 5).")
+        self.max_logit_scale = float(max_logit_scale)
+        self.kmeans_iters = int(kmeans_iters)
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
+        self.last_interest_index = None
+
+    def extra_repr(self):
+        return f"max_logit_scale={self.max_logit_scale}, kmeans_iters={self.kmeans_iters}"
+
+    def logit_scale(self):
+        """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below)."""
+        return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
+
+    def forward(self, interests, target_ids, item_emb, neg_ids=None):
+        return self.forward_with_stats(interests, target_ids, item_emb, neg_ids)[0]
+
+    def forward_with_stats(self, interests, target_ids, item_emb, neg_ids=None):
+        """Loss and assignment.
+
+        Args:
+            interests: [B, K, d] interest embeddings.
+            target_ids: [B, W] (or [B]) long target item ids, 0 = padding.
+            item_emb: [n_items, d] item representations (row 0: RecBole's padding item).
+            neg_ids: None for a full softmax over the catalogue, else sampled negatives
+                [B] / [B, S] (shared by the row's targets) or [B, W, S] (per target).
+
+        Returns:
+            (scalar loss averaged over valid targets,
+             dict(interest_index=[B, W] long, n_targets=int, logit_scale=float)).
+        """
+        if target_ids.dim() == 1:
+            target_ids = target_ids.unsqueeze(1)  # [B, 1]
+        if neg_ids is not None and neg_ids.dim() == 1:
+            neg_ids = neg_ids.unsqueeze(1)  # [B, 1]
+        self._check_inputs(interests, target_ids, item_emb, neg_ids)
+        valid = target_ids > 0  # [B, W]
+        unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
+
+        interest_index = assign_targets_to_interests(
+            item_emb[target_ids].detach(), valid, unit_interests.detach(), self.kmeans_iters
+        )  # [B, W]
+        self.last_interest_index = interest_index
+        stats = {"interest_index": interest_index, "n_targets": int(valid.sum())}
+
+        rows, slots = valid.nonzero(as_tuple=True)  # [T], [T]
+        if rows.numel() == 0:  # no target at all: a zero that still belongs to the graph
+            loss = interests.sum() * 0.0 + self.log_logit_scale * 0.0
+            stats["logit_scale"] = self.logit_scale().item()
+            return loss, stats
+        query = unit_interests[rows, interest_index[rows, slots]]  # [T, d]
+        positive = target_ids[rows, slots]  # [T]
+        scale = self.logit_scale()
+        if neg_ids is None:
+            logits = self._full_logits(query, item_emb, scale)  # [T, n]
+            loss = F.cross_entropy(logits.float(), positive)
+        else:
+            negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
+            logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
+            loss = F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
+        stats["logit_scale"] = scale.item()
+        return loss, stats
+
+    @staticmethod
+    def _full_logits(query, item_emb, scale):
+        logits = scale * query @ F.normalize(item_emb, dim=-1, eps=_EPS).T  # [T, n]
+        # item 0 is RecBole's padding item: never a candidate
+        return logits.masked_fill(_padding_column(logits), -math.inf)
+
+    @staticmethod
+    def _sampled_logits(query, positive, negatives, item_emb, scale):
+        # normalise only the rows used: a large catalogue is never touched as a whole
+        unit_pos = F.normalize(item_emb[positive], dim=-1, eps=_EPS)  # [T, d]
+        unit_neg = F.normalize(item_emb[negatives], dim=-1, eps=_EPS)  # [T, S, d]
+        pos_logit = scale * (query * unit_pos).sum(-1, keepdim=True)  # [T, 1]
+        neg_logit = scale * torch.einsum("td,tsd->ts", query, unit_neg)  # [T, S]
+        # mask by id only: a sampled copy of the positive, and padding negatives (id 0)
+        drop = (negatives == positive.unsqueeze(1)) | (negatives == 0)  # [T, S]
+        neg_logit = neg_logit.masked_fill(drop, -math.inf)
+        return torch.cat([pos_logit, neg_logit], dim=1)
+
+    @staticmethod
+    def _check_inputs(interests, target_ids, item_emb, neg_ids):
+        if interests.dim() != 3:
+            raise ValueError(f"interests must be [B, K, d], got {tuple(interests.shape)}")
+        if item_emb.dim() != 2 or item_emb.shape[1] != interests.shape[2]:
+            raise ValueError(f"item_emb must be [n_items, {interests.shape[2]}], got {tuple(item_emb.shape)}")
+        if target_ids.shape[0] != interests.shape[0]:
+            raise ValueError(f"target_ids {tuple(target_ids.shape)} and interests "
+                             f"{tuple(interests.shape)} disagree on the batch size")
+        if neg_ids is not None and (neg_ids.shape[0] != target_ids.shape[0] or neg_ids.dim() > 3 or (
+                neg_ids.dim() == 3 and neg_ids.shape[1] != target_ids.shape[1])):
+            raise ValueError(f"neg_ids must be [B], [B, S] or [B, W, S] for targets "
+                             f"{tuple(target_ids.shape)}, got {tuple(neg_ids.shape)}")
+
+
+def _padding_column(logits):
+    column = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    column[0] = True
+    return column  # [n], broadcast over rows
+
+
+# --------------------------------------------------------------------------- retrieval
+
+def max_over_interests(interests, item_emb):
+    """``max_k cos(h_k, e_i)`` for every item -> [B, n_items] (full_sort_predict).
+
+    One [B, n] matrix per interest, so memory stays O(B * n) rather than O(B * K * n).
+    """
+    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
+    unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
+    scores = unit_interests[:, 0] @ unit_items.T  # [B, n]
+    for k in range(1, interests.shape[1]):
+        scores = torch.maximum(scores, unit_interests[:, k] @ unit_items.T)
+    return scores
+
+
+def score_items(interests, items):
+    """``max_k cos(h_k, e)`` of one given item per row: interests [B, K, d], items [B, d] -> [B]."""
+    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
+    unit_items = F.normalize(items, dim=-1, eps=_EPS)  # [B, d]
+    return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
+
+
+def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0):
+    """Every interest retrieves its own top-``k``; the lists are merged round-robin.
+
+    Order: interest 1's first item, interest 2's first, ..., interest 1's second, ...; an item
+    already taken is skipped; the merged list is truncated to ``k``.
+
+    Args:
+        interests: [B, K, d]. item_emb: [n_items, d].
+        k: length of the merged list.
+        exclude: optional bool mask [B, n_items] or [n_items], True = never retrieve
+            (e.g. the user's history).
+        padding_idx: item id never retrieved (RecBole's padding item 0); None to allow all.
+
+    Returns:
+        LongTensor [B, k] of item ids; -1 fills the tail when fewer than ``k`` items are allowed.
+    """
+    n_items = item_emb.shape[0]
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ConfigError(f"merge_topk k={k} is invalid: use an integer >= 1 (e.g. 50).")
+    k = int(k)
+    per_interest_k = min(k, n_items)
+    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
+    unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
+    blocked = _blocked_items(exclude, padding_idx, n_items, interests.device)  # [B or 1, n] or None
+
+    lists, allowed = [], []
+    for h in range(interests.shape[1]):
+        scores = unit_interests[:, h] @ unit_items.T  # [B, n]
+        if blocked is not None:
+            scores = scores.masked_fill(blocked, -math.inf)
+        top = scores.topk(per_interest_k, dim=1)
+        lists.append(top.indices)
+        allowed.append(torch.isfinite(top.values))
+    candidates = torch.stack(lists, dim=2).flatten(1)  # [B, k' * K]: rank-major = round robin
+    allowed = torch.stack(allowed, dim=2).flatten(1)  # [B, k' * K]
+    return _first_unique(candidates, allowed, k)
+
+
+def _blocked_items(exclude, padding_idx, n_items, device):
+    blocked = None
+    if exclude is not None:
+        blocked = exclude.to(device=device, dtype=torch.bool)
+        if blocked.dim() == 1:
+            blocked = blocked.unsqueeze(0)  # [1, n]
+        if blocked.shape[-1] != n_items:
+            raise ValueError(f"exclude mask has {blocked.shape[-1]} items, item_emb has {n_items}")
+    if padding_idx is not None:
+        pad = torch.zeros(1, n_items, dtype=torch.bool, device=device)
+        pad[0, padding_idx] = True
+        blocked = pad if blocked is None else blocked | pad
+    return blocked
+
+
+def _first_unique(candidates, allowed, k):
+    """Keep the first occurrence of every allowed id, in order, truncated/padded to ``k``."""
+    sorted_ids, order = torch.sort(candidates, dim=1, stable=True)  # equal ids: earliest first
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    keep = torch.zeros_like(first).scatter(1, order, first) & allowed  # [B, P]
+    # stable sort on "not kept" moves kept candidates to the front in their original order
+    position = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :k]  # [B, k']
+    merged = candidates.gather(1, position).masked_fill(~keep.gather(1, position), -1)
+    if merged.shape[1] < k:
+        merged = F.pad(merged, (0, k - merged.shape[1]), value=-1)
+    return merged

@@ -1,0 +1,196 @@
+r"""
+HyMiRec
+################################################
+Reference:
+    Zhou et al. "HyMiRec: A Hybrid Multi-interest Learning Framework for LLM-based Sequential
+    Recommendation." arXiv 2510.13738, 2025.
+
+The model, end to end (see DESIGN.md / METHOD.md):
+
+* stage 1 (at construction, from cache when valid): item text -> content LLM embeddings
+  (frozen, centred) -> cosine residual codebook codes;
+* the long history (``long_seq_len`` items before the target, fetched as codes from the
+  dataset's per-user table and decoded) -> lightweight transformer -> M coarse interests;
+* [M coarse ; N recent items ; K interest queries] -> LLM refiner (LoRA) -> K interests;
+* DMIL: the next ``dmil_window`` training targets are clustered, matched to the interests
+  (Hungarian) and trained contrastively, plus an auxiliary loss on the coarse interests;
+* scoring: max over the K interests of the cosine with the item tower.
+"""
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from torch import nn
+
+from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
+from recbole_hymirec.model.item_codes import build_item_codes
+from recbole_hymirec.model.lightweight import LightweightInterestExtractor
+from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm, num_layers_of, truncate_layers
+from recbole_hymirec.model.refiner import LLMRefiner
+
+
+class HyMiRec(SequentialRecommender):
+    r"""Hybrid multi-interest LLM-based sequential recommender (one RecBole model)."""
+
+    # RecBole's FLOPs probe deep-copies the model: not for an LLM.
+    log_flops = False
+
+    def __init__(self, config, dataset):
+        super(HyMiRec, self).__init__(config, dataset)
+
+        # load parameters info
+        self.long_seq_len = config["long_seq_len"]
+        self.n_interests = config["n_interests"]
+        self.n_coarse_interests = config["n_coarse_interests"]
+        self.embedding_size = config["embedding_size"]
+        self.dmil_window = config["dmil_window"]
+        self.coarse_loss_weight = config["coarse_loss_weight"]
+        self.use_id_embedding = config["use_id_embedding"]
+        self.loss_type = config["loss_type"]
+        self.llm_num_layers = config["llm_num_layers"]
+        self._check_config(dataset)
+        self.user_history = dataset.user_history
+
+        # stage 1: one LLM load serves the item encoder (all layers) and the refiner
+        llm, tokenizer, _ = load_causal_lm(config["llm_path"], device=config["device"])
+        item_codes = build_item_codes(config, dataset, llm=(llm, tokenizer))
+        self.stage1_stats = item_codes.stats
+        self.register_buffer("item_content", item_codes.embeddings, persistent=False)  # [n_items, D]
+        self.register_buffer("item_codes", item_codes.codes)  # [n_items, L]
+        self.codebook = item_codes.codebook
+        if self.llm_num_layers and self.llm_num_layers < num_layers_of(llm.config):
+            truncate_layers(llm, self.llm_num_layers)
+        content_size = self.item_content.shape[1]
+        llm_size = hidden_size_of(llm.config)
+
+        # define layers
+        self.lightweight = LightweightInterestExtractor(
+            content_size, hidden_size=config["light_hidden_size"], n_layers=config["light_layers"],
+            n_heads=config["light_heads"], n_queries=self.n_coarse_interests,
+            max_len=self.long_seq_len, dropout=config["light_dropout"])
+        self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
+        self.item_to_llm = nn.Linear(content_size, llm_size)
+        self.refiner = LLMRefiner(
+            llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
+            lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
+            lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"])
+        self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
+        self.item_tower = nn.Linear(content_size, self.embedding_size)
+        self.item_id_embedding = (nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+                                  if self.use_id_embedding else None)
+        self.dmil = DMILLoss(temperature_init=config["temperature"],
+                             kmeans_iters=config["dmil_kmeans_iters"])
+
+    def _check_config(self, dataset):
+        if not hasattr(dataset, "user_history"):
+            raise ConfigError("HyMiRec needs HyMiRecDataset (long histories as a per-user table). "
+                              "Fix: build the dataset with recbole_hymirec.utils.create_dataset.")
+        if self.loss_type not in ("CE", "BPR"):
+            raise ConfigError(f"loss_type={self.loss_type!r} is not supported. Fix: CE (softmax "
+                              "over all items) or BPR (softmax over RecBole's sampled negatives).")
+        for key in ("n_interests", "n_coarse_interests", "embedding_size", "dmil_window"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key}={value!r} must be an integer >= 1. Fix: --{key}=4")
+
+    # ------------------------------------------------------------------ item side
+
+    def item_embeddings(self):
+        """Item tower over the frozen content embeddings (+ ID embedding) -> ``[n_items, d]``."""
+        items = self.item_tower(self.item_content)  # [n_items, d]
+        if self.item_id_embedding is not None:
+            items = items + self.item_id_embedding.weight
+        return items
+
+    def decoded_items(self, item_ids):
+        """Approximate content embeddings rebuilt from the items' codes ``[..., D]``."""
+        codes = self.item_codes[item_ids.reshape(-1)]  # [n, L]
+        return self.codebook.decode(codes).reshape(*item_ids.shape, -1)
+
+    # ------------------------------------------------------------------ user side
+
+    def _rows(self, interaction):
+        return interaction[self.USER_ID], interaction[TARGET_POSITION_FIELD]
+
+    def long_history(self, interaction):
+        """The ``long_seq_len`` items before each target, as decoded codes ``[B, L, D]`` + mask."""
+        users, positions = self._rows(interaction)
+        items, lengths = self.user_history.history(users, positions, self.long_seq_len)
+        items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
+        mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
+        return self.decoded_items(items), mask
+
+    def forward(self, interaction):
+        """``(refined interests [B, K, d], coarse interests [B, M, d])``; never reads the target."""
+        history, history_mask = self.long_history(interaction)  # [B, L, D], [B, L]
+        coarse = self.lightweight(history, history_mask)  # [B, M, h]
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        recent = self.item_to_llm(self.item_content[item_seq])  # [B, N, D_llm]
+        recent_mask = torch.arange(item_seq.shape[1], device=self.device) < item_seq_len.unsqueeze(1)
+        coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
+        coarse_mask = torch.ones(coarse.shape[:2], dtype=torch.bool, device=self.device)
+        interests = self.refiner(coarse_tokens, coarse_mask, recent, recent_mask)  # [B, K, d]
+        return interests, self.coarse_head(coarse)
+
+    # ------------------------------------------------------------------ RecBole API
+
+    def target_window(self, interaction):
+        """The next ``dmil_window`` training targets of each row ``[B, W]`` (0 = padding)."""
+        users, positions = self._rows(interaction)
+        items, _ = self.user_history.target_window(users, positions, self.dmil_window)
+        return items.to(self.device)
+
+    def _negatives(self, interaction):
+        """Sampled negatives shared by the batch ``[B, S]`` for loss_type BPR, else None."""
+        if self.loss_type != "BPR":
+            return None
+        negatives = interaction[self.NEG_ITEM_ID]  # [B]
+        return negatives.unsqueeze(0).expand(negatives.shape[0], -1)  # [B, B]
+
+    def calculate_loss(self, interaction):
+        interests, coarse = self.forward(interaction)
+        targets = self.target_window(interaction)  # [B, W]
+        items = self.item_embeddings()  # [n_items, d]
+        negatives = self._negatives(interaction)
+        refined_loss = self.dmil(interests, targets, items, negatives)
+        coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives)
+        return refined_loss, coarse_loss
+
+    def predict(self, interaction):
+        interests, _ = self.forward(interaction)
+        items = self.item_embeddings()[interaction[self.ITEM_ID]]  # [B, d]
+        return score_items(interests, items)  # [B]
+
+    def full_sort_predict(self, interaction):
+        interests, _ = self.forward(interaction)
+        return max_over_interests(interests, self.item_embeddings())  # [B, n_items]
+
+    def recommend_topk(self, interaction, k, exclude=None):
+        """Per-interest top-k lists merged round robin, deduplicated ``[B, k]`` (for export)."""
+        interests, _ = self.forward(interaction)
+        return merge_topk(interests, self.item_embeddings(), k, exclude=exclude)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_keys(self):
+        """State entries a checkpoint needs: trainable weights and persistent buffers (codebook,
+        item codes); the frozen LLM weights come back from ``llm_path``."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        buffers = set(self.state_dict().keys()) - {name for name, _ in self.named_parameters()}
+        return trainable | buffers
+
+    def checkpoint_state_dict(self):
+        keys = self.checkpoint_keys()
+        return {k: v for k, v in self.state_dict().items() if k in keys}
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Loads a checkpoint state: only frozen LLM weights may be missing from it."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict:
+            missing = sorted(set(result.missing_keys) & self.checkpoint_keys())
+            if missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f"checkpoint does not fit this HyMiRec: missing {missing[:5]}, unexpected "
+                    f"{sorted(result.unexpected_keys)[:5]}. Fix: load it with the config it was "
+                    "trained with (same llm_path, sizes and dataset).")
+        return result

@@ -1,0 +1,143 @@
+"""The HyMiRec RecBole model on a tiny dataset with a tiny random LLM."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.data import data_preparation
+
+from conftest import REPO_ROOT, tiny_hymirec_settings, write_tiny_dataset
+from tiny_llm import make_tiny_llm
+from recbole_hymirec.config import Config
+from recbole_hymirec.quick_start import load_data_and_model, run_recbole_hymirec
+from recbole_hymirec.trainer import HyMiRecTrainer
+from recbole_hymirec.utils import create_dataset, get_model
+
+EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (5, 10)}
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hymirec")
+    write_tiny_dataset(str(root / "data"))
+    make_tiny_llm(str(root / "llm"), arch="llama")
+    return str(root / "data"), str(root / "llm"), str(root / "cache")
+
+
+@pytest.fixture(scope="module")
+def built(assets):
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path))
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    torch.manual_seed(0)
+    model = get_model("HyMiRec")(config, train._dataset)
+    return config, model, train, valid, test
+
+
+def _first_batch(loader):
+    batch = next(iter(loader))
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def test_shapes(built):
+    config, model, train, _, test = built
+    batch = _first_batch(train)
+    interests, coarse = model(batch)
+    rows = len(batch)
+    assert interests.shape == (rows, config["n_interests"], config["embedding_size"])
+    assert coarse.shape == (rows, config["n_coarse_interests"], config["embedding_size"])
+    scores = model.full_sort_predict(_first_batch(test))
+    assert scores.shape == (len(_first_batch(test)), model.n_items)
+
+
+def test_full_sort_is_max_over_interests_and_ignores_the_target(built):
+    _, model, _, _, test = built
+    model.eval()
+    batch = _first_batch(test)
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        interests, _ = model(batch)
+        unit_i = torch.nn.functional.normalize(interests, dim=-1)
+        unit_items = torch.nn.functional.normalize(model.item_embeddings(), dim=-1)
+        per_interest = torch.einsum("bkd,nd->bkn", unit_i, unit_items)
+        assert torch.allclose(scores, per_interest.max(dim=1).values, atol=1e-5)
+        batch.interaction[model.ITEM_ID] = torch.randint(1, model.n_items, (len(batch),))
+        assert torch.equal(model.full_sort_predict(batch), scores)
+
+
+def test_only_lora_and_heads_train(built):
+    config, model, _, _, _ = built
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    backbone = [n for n, _ in model.refiner.backbone.named_parameters()]
+    assert any("lora_" in n for n in trainable)
+    assert all("lora_" in n for n in trainable if n.startswith("refiner.backbone."))
+    assert len([n for n in backbone if "lora_" not in n]) > 0
+    optimizer_params = sum(len(g["params"]) for g in HyMiRecTrainer(config, model).optimizer.param_groups)
+    assert optimizer_params == len(trainable)
+
+
+def test_loss_falls_over_a_few_steps(built):
+    _, model, train, _, _ = built
+    model.train()
+    batch = _first_batch(train)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=0.01)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss = sum(model.calculate_loss(batch))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_checkpoint_holds_trainable_weights_and_codebook_only(built):
+    _, model, _, _, _ = built
+    state = model.checkpoint_state_dict()
+    assert "codebook.centroids" in state and "item_codes" in state
+    assert not any(k.startswith("refiner.backbone.") and "lora_" not in k for k in state)
+    assert "item_content" not in state  # rebuilt from the embedding cache
+    assert len(state) < len(model.state_dict())
+
+
+def _run(assets, **overrides):
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    return run_recbole_hymirec("HyMiRec", "tiny",
+                               config_dict=tiny_hymirec_settings(data_path, llm_path, **overrides))
+
+
+def test_round_trip_through_checkpoint_gives_identical_scores(assets):
+    result = _run(assets)
+    assert set(result["test_result"]) == EXPECTED_KEYS
+    config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    reloaded = HyMiRecTrainer(config, model).evaluate(test_data, load_best_model=False)
+    assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
+
+
+def test_sampled_negatives_and_uni100_evaluation(assets):
+    result = _run(assets, loss_type="BPR",
+                  train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
+                  eval_args={"split": {"LS": "valid_and_test"}, "order": "TO",
+                             "mode": "uni100", "group_by": "user"})
+    assert set(result["test_result"]) == EXPECTED_KEYS
+    assert all(0 <= v <= 1 for v in result["test_result"].values())
+
+
+def test_cli_one_epoch_full_ranking(assets):
+    data_path, llm_path, cache = assets
+    settings = tiny_hymirec_settings(data_path, llm_path)
+    args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "run_recbole_hymirec.py"), "-m", "HyMiRec",
+         "-d", "tiny", *args], capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, HYMIREC_CACHE=cache))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+    assert result["model"] == "HyMiRec" and set(result["test_result"]) == EXPECTED_KEYS
