@@ -23,8 +23,10 @@ $(STAMP): setup.py
 test: install
 	$(PYTHON) -m pytest -q tests
 
+# HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side.
 demo: install
-	$(PYTHON) run_recbole_hymirec.py -m SASRec -d ml-100k --config_files properties/demo_cpu.yaml
+	$(PYTHON) -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec \
+		--config_files properties/demo_cpu.yaml --model_config HyMiRec=properties/hymirec_cpu.yaml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info log log_tensorboard saved

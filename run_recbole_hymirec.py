@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-DEFAULT_MODEL = "SASRec"  # becomes HyMiRec once the model lands
+DEFAULT_MODEL = "HyMiRec"
 DEFAULT_DATASET = "ml-100k"
 
 
