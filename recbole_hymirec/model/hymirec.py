@@ -25,7 +25,7 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
-from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm, num_layers_of, truncate_layers
+from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm
 from recbole_hymirec.model.refiner import LLMRefiner
 
 
@@ -51,15 +51,14 @@ class HyMiRec(SequentialRecommender):
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
-        # stage 1: one LLM load serves the item encoder (all layers) and the refiner
-        llm, tokenizer, _ = load_causal_lm(config["llm_path"], device=config["device"])
-        item_codes = build_item_codes(config, dataset, llm=(llm, tokenizer))
+        # stage 1 (the encoder loads the full LLM only on a cache miss)
+        item_codes = build_item_codes(config, dataset)
         self.stage1_stats = item_codes.stats
         self.register_buffer("item_content", item_codes.embeddings, persistent=False)  # [n_items, D]
         self.register_buffer("item_codes", item_codes.codes)  # [n_items, L]
         self.codebook = item_codes.codebook
-        if self.llm_num_layers and self.llm_num_layers < num_layers_of(llm.config):
-            truncate_layers(llm, self.llm_num_layers)
+        llm, _, _ = load_causal_lm(config["llm_path"], num_layers=self.llm_num_layers,
+                                   device=config["device"])
         content_size = self.item_content.shape[1]
         llm_size = hidden_size_of(llm.config)
 
