@@ -35,7 +35,9 @@ def run_stage1(dataset, config_file_list=None, config_dict=None):
                     config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    return build_item_codes(config, create_dataset(config)).stats
+    dataset = create_dataset(config)
+    train = dataset.build()[0]  # the training split: its sequences feed optional fine-tuning
+    return build_item_codes(config, train).stats
 
 
 def main(argv=None):

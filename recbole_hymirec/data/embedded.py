@@ -10,7 +10,6 @@ otherwise a clear error says which files were expected (RecBole itself would try
 """
 import importlib.util
 import os
-import shutil
 import tempfile
 
 from tqdm import tqdm

@@ -17,6 +17,7 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.codebook import CosineResidualCodebook
 from recbole_hymirec.model.content_encoder import (ContentEncoder, cached_item_embeddings,
                                                    center_embeddings, read_item_texts, whiten)
+from recbole_hymirec.model.encoder_finetune import finetune_encoder, next_item_pairs
 from recbole_hymirec.model.llm import cache_root, llm_identity, load_causal_lm, resolve_llm_path
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,31 @@ def _encoder_dtype(config):
     return "bfloat16" if config["device"].type == "cuda" else "float32"
 
 
-def embedding_key_fields(config, item_tokens, texts):
+def finetune_pairs(config, dataset):
+    """Training (item, next item) pairs when stage-1 fine-tuning is on, else None."""
+    if not config["encoder_finetune_epochs"]:
+        return None
+    history = getattr(dataset, "user_history", None)
+    if history is None:
+        raise ConfigError("encoder_finetune_epochs > 0 needs the built HyMiRecDataset (its "
+                          "training sequences). Fix: build stage 1 through the HyMiRec model or "
+                          "`python -m recbole_hymirec.stage1`.")
+    return next_item_pairs(history)
+
+
+def _finetune_key(config, pairs):
+    if pairs is None:
+        return None
+    return {"epochs": config["encoder_finetune_epochs"], "lr": config["encoder_finetune_lr"],
+            "batch_size": config["encoder_batch_size"], "lora_r": config["lora_r"] or 8,
+            "lora_alpha": config["lora_alpha"], "targets": list(config["lora_target_modules"]),
+            "seed": config["seed"], "pairs_sha": _sha(pairs.tolist())}
+
+
+def embedding_key_fields(config, item_tokens, texts, pairs=None):
     """Everything the raw item embeddings depend on: any change rebuilds the cache."""
     return {
+        "finetune": _finetune_key(config, pairs),
         "llm": llm_identity(resolve_llm_path(config["llm_path"])),
         "dtype": _encoder_dtype(config),
         "text_fields": list(config["item_text_fields"]),
@@ -76,8 +99,9 @@ def item_texts(config, dataset):
     return tokens, texts
 
 
-def encode_texts(config, texts, llm=None):
-    """Raw LLM item embeddings ``[n, D]``; ``llm`` = an already loaded (model, tokenizer)."""
+def encode_texts(config, texts, llm=None, pairs=None):
+    """Raw LLM item embeddings ``[n, D]``; ``llm`` = an already loaded (model, tokenizer);
+    ``pairs`` = (item, next item) training pairs to fine-tune the encoder on first."""
     if llm is None:
         model, tokenizer, _ = load_causal_lm(config["llm_path"], dtype=_encoder_dtype(config),
                                              device=config["device"])
@@ -86,6 +110,13 @@ def encode_texts(config, texts, llm=None):
     encoder = ContentEncoder(model, tokenizer, max_text_len=config["max_text_len"],
                              batch_size=config["encoder_batch_size"],
                              special_token_init=config["special_token_init"])
+    if pairs is not None:
+        finetune_encoder(encoder, texts, pairs, epochs=config["encoder_finetune_epochs"],
+                         batch_size=config["encoder_batch_size"],
+                         learning_rate=config["encoder_finetune_lr"], lora_r=config["lora_r"] or 8,
+                         lora_alpha=config["lora_alpha"],
+                         lora_target_modules=config["lora_target_modules"],
+                         seed=config["seed"], show_progress=config["show_progress"])
     return encoder.encode(texts, show_progress=config["show_progress"])
 
 
@@ -127,10 +158,11 @@ def _load_pool(path, dim):
 def build_item_codes(config, dataset, llm=None):
     """Stage 1 for ``dataset``: cached content embeddings, centring, codebook, stats."""
     tokens, texts = item_texts(config, dataset)
+    pairs = finetune_pairs(config, dataset)
     start = time.time()
     raw, cache_hit = cached_item_embeddings(
-        embedding_cache_dir(config), embedding_key_fields(config, tokens, texts),
-        lambda: encode_texts(config, texts, llm), expected_n=len(tokens),
+        embedding_cache_dir(config), embedding_key_fields(config, tokens, texts, pairs),
+        lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
     )
     embed_seconds = time.time() - start
     embeddings, _ = postprocess(raw)
