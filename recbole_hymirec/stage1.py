@@ -36,8 +36,9 @@ def run_stage1(dataset, config_file_list=None, config_dict=None):
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
-    train = dataset.build()[0]  # the training split: its sequences feed optional fine-tuning
-    return build_item_codes(config, train).stats
+    if config["encoder_finetune_epochs"]:
+        dataset = dataset.build()[0]  # fine-tuning reads the training split's sequences
+    return build_item_codes(config, dataset).stats
 
 
 def main(argv=None):
