@@ -40,6 +40,17 @@ def plugin_property_files(model, dataset):
     return [f for f in files if os.path.isfile(f)]
 
 
+def _expected_kind(default, value):
+    """What ``value`` should have been, when it plainly is not (else None)."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int) and not isinstance(value, int) and isinstance(value, (str, float)):
+        return "an integer"
+    if isinstance(default, float) and isinstance(value, str):
+        return "a number"
+    return None
+
+
 class Config(RecBoleConfig):
     """Accepts plugin model names (or classes) and loads the plugin's property files."""
 
@@ -69,7 +80,17 @@ class Config(RecBoleConfig):
                     k for k in values if k not in self.parameters["Dataset"]
                 ]
 
+    def _check_value_types(self):
+        """A number or flag given as text (``--epochs=abc``) fails here, not deep in training."""
+        for key, value in self.external_config_dict.items():
+            expected = _expected_kind(self.internal_config_dict.get(key), value)
+            if expected:
+                default = self.internal_config_dict[key]
+                raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
+                                  f"Fix: --{key}={default!r} or another {expected}.")
+
     def _get_final_config_dict(self):
+        self._check_value_types()
         final = super()._get_final_config_dict()
         # RecBole's overall.yaml samples negatives by default, which it then refuses for
         # sequential models trained with loss_type CE (SASRec, GRU4Rec, ... out of the box).

@@ -4,6 +4,7 @@ They resolve plugin models, trainers and datasets before RecBole's, and return r
 as plain JSON-friendly dicts.
 """
 import logging
+import os
 import sys
 from logging import getLogger
 
@@ -14,6 +15,7 @@ from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
 from recbole_hymirec.config import Config
+from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
 
@@ -127,13 +129,30 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return plain_result(result)
 
 
+def read_checkpoint(model_file):
+    """A training checkpoint as a dict; ConfigError (file untouched) when it is not one."""
+    if not os.path.isfile(model_file):
+        raise ConfigError(f"checkpoint '{model_file}' does not exist. Fix: pass the "
+                          "saved_model_file of a finished run (see its RESULT line).")
+    try:
+        checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, wrong format...
+        raise ConfigError(f"checkpoint '{model_file}' is unreadable ({type(err).__name__}: "
+                          f"{str(err)[:120]}); it was left as it is. Fix: use another checkpoint "
+                          "or retrain.") from err
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        raise ConfigError(f"checkpoint '{model_file}' is not a RecBole training checkpoint "
+                          "(no config / state_dict). Fix: pass a file written by a training run.")
+    return checkpoint
+
+
 def load_data_and_model(model_file):
     """Config, model (weights restored), dataset and loaders from a checkpoint file.
 
     Works for plugin models, which RecBole's own ``load_data_and_model`` cannot find.
     The file is a trusted local checkpoint written by a training run (it pickles the Config).
     """
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
     init_logger(config)
     getLogger().info(config)

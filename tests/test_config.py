@@ -69,3 +69,27 @@ def test_missing_model_is_a_clear_error():
 def test_properties_dir_is_the_checkout_folder_here():
     root = properties_dir()
     assert os.path.isfile(os.path.join(root, "dataset", "ml-100k.yaml"))
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("epochs", "abc", "epochs='abc' must be an integer (default 300). Fix: --epochs=300"),
+    ("epochs", 2.5, "epochs=2.5 must be an integer (default 300)"),
+    ("learning_rate", "fast", "learning_rate='fast' must be a number (default 0.001)"),
+    ("reproducibility", "maybe", "reproducibility='maybe' must be true or false (default True)"),
+])
+def test_values_of_the_wrong_kind_are_named(key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        Config("SASRec", "ml-100k", config_dict={key: value})
+    assert str(info.value).startswith(expected)
+
+
+def test_command_line_text_for_a_number_is_refused(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prog", "--train_batch_size=big"])
+    with pytest.raises(ConfigError, match=r"train_batch_size='big' must be an integer"):
+        Config("SASRec", "ml-100k")
+
+
+def test_right_kinds_pass():
+    config = Config("SASRec", "ml-100k", config_dict={"epochs": 3, "learning_rate": 1,
+                                                      "reproducibility": False})
+    assert config["epochs"] == 3 and config["learning_rate"] == 1

@@ -141,3 +141,10 @@ def test_cli_one_epoch_full_ranking(assets):
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
     result = json.loads(line[len("RESULT "):])
     assert result["model"] == "HyMiRec" and set(result["test_result"]) == EXPECTED_KEYS
+
+
+def test_same_seed_same_result_dict(assets):
+    first, second = _run(assets), _run(assets)
+    for run in (first, second):
+        run.pop("saved_model_file")
+    assert first == second

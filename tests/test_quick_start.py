@@ -79,3 +79,31 @@ def test_objective_function_serves_hypertuning(tiny_data_path):
     assert result["model"] == "SASRec"
     assert set(result["test_result"]) == EXPECTED_KEYS
     assert result["best_valid_score"] == result["best_valid_result"]["ndcg@10"]
+
+
+def test_corrupted_checkpoint_is_a_clear_error_and_is_left_alone(tiny_data_path, tmp_path):
+    from recbole_hymirec.errors import ConfigError
+
+    result = run_recbole_hymirec("SASRec", "tiny",
+                                 config_dict=dict(TINY_RUN, data_path=tiny_data_path))
+    path = result["saved_model_file"]
+    with open(path, "rb") as f:
+        head = f.read(1000)
+    with open(path, "wb") as f:
+        f.write(head)  # truncated
+    with pytest.raises(ConfigError) as info:
+        load_data_and_model(path)
+    assert str(info.value).startswith(f"checkpoint '{path}' is unreadable (")
+    assert "it was left as it is" in str(info.value)
+    with open(path, "rb") as f:
+        assert f.read() == head
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_data_and_model(str(tmp_path / "missing.pth"))
+
+
+def test_same_seed_same_result_dict(tiny_data_path):
+    runs = [run_recbole_hymirec("SASRec", "tiny", config_dict=dict(TINY_RUN, data_path=tiny_data_path),
+                                saved=False) for _ in range(2)]
+    for run in runs:
+        run.pop("saved_model_file")
+    assert runs[0] == runs[1]
