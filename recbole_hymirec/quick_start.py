@@ -46,8 +46,28 @@ def _log_flops(model, dataset, config, logger):
     logger.info(set_color("FLOPs", "blue") + f": {flops}")
 
 
+def resume_training(trainer, checkpoint_file):
+    """Continue a stopped run from ``checkpoint_file`` (its best state, epoch and optimizer).
+
+    New best states go to this run's own file, which starts as a copy of the resumed state:
+    the earlier run's checkpoint is never overwritten.
+    """
+    own_file = trainer.saved_model_file
+    read_checkpoint(checkpoint_file)  # a clear error for a missing or unreadable file
+    try:
+        trainer.resume_checkpoint(checkpoint_file)
+    except Exception as err:  # noqa: BLE001 - a checkpoint of another model or config
+        raise ConfigError(f"cannot resume from '{checkpoint_file}': {type(err).__name__}: "
+                          f"{str(err)[:200]}. Fix: resume with the model and config that "
+                          "wrote it.") from err
+    trainer.saved_model_file = own_file
+    trainer._save_checkpoint(trainer.start_epoch - 1, verbose=False)
+
+
 def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if config["resume"]:
+        resume_training(trainer, config["resume"])
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, verbose=verbose, saved=saved,
         show_progress=config["show_progress"] and verbose,

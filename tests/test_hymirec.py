@@ -148,3 +148,30 @@ def test_same_seed_same_result_dict(assets):
     for run in (first, second):
         run.pop("saved_model_file")
     assert first == second
+
+
+def test_cold_items_get_content_embeddings_and_can_be_ranked(tmp_path):
+    """Items seen only as valid/test targets (or never) are embedded from text and scored."""
+    root = tmp_path / "data"
+    write_tiny_dataset(str(root))
+    inter = root / "tiny" / "tiny.inter"
+    lines = inter.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    last = max(rows, key=lambda r: float(r.split("\t")[3]))
+    user, time = last.split("\t")[0], float(last.split("\t")[3])
+    rows.append(f"{user}\t31\t5\t{time + 1}")  # item 31: only ever a test target
+    inter.write_text("\n".join([header] + rows) + "\n")
+    with open(root / "tiny" / "tiny.item", "a") as f:
+        f.write("31\tBrand New Film\t2001\tDrama\n32\tNever Watched\t1999\tComedy\n")
+    make_tiny_llm(str(tmp_path / "llm"))
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(str(root), str(tmp_path / "llm")))
+    dataset = create_dataset(config)
+    train, _, test = data_preparation(config, dataset)
+    model = get_model("HyMiRec")(config, train._dataset)
+    cold = [int(dataset.token2id("item_id", t)) for t in ("31", "32")]
+    assert all(model.item_content[i].abs().sum() > 0 for i in cold)
+    assert not (train._dataset.inter_feat["item_id"] == cold[0]).any()
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict(_first_batch(test))
+    assert torch.isfinite(scores[:, cold]).all()

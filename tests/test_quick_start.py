@@ -107,3 +107,26 @@ def test_same_seed_same_result_dict(tiny_data_path):
     for run in runs:
         run.pop("saved_model_file")
     assert runs[0] == runs[1]
+
+
+def test_stopped_run_resumes_and_never_touches_the_earlier_checkpoint(tiny_data_path):
+    first = run_recbole_hymirec("SASRec", "tiny",
+                                config_dict=dict(TINY_RUN, data_path=tiny_data_path, epochs=2))
+    earlier = first["saved_model_file"]
+    with open(earlier, "rb") as f:
+        earlier_bytes = f.read()
+    resumed = run_recbole_hymirec("SASRec", "tiny", config_dict=dict(
+        TINY_RUN, data_path=tiny_data_path, epochs=4, resume=earlier))
+    assert set(resumed["test_result"]) == EXPECTED_KEYS
+    assert resumed["saved_model_file"] != earlier
+    assert os.path.isfile(resumed["saved_model_file"])
+    with open(earlier, "rb") as f:
+        assert f.read() == earlier_bytes
+
+
+def test_resume_from_a_missing_checkpoint_is_a_clear_error(tiny_data_path, tmp_path):
+    from recbole_hymirec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"checkpoint '.*nope\.pth' does not exist"):
+        run_recbole_hymirec("SASRec", "tiny", config_dict=dict(
+            TINY_RUN, data_path=tiny_data_path, resume=str(tmp_path / "nope.pth")))
