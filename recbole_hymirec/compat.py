@@ -8,8 +8,10 @@ Applied once, on ``import recbole_hymirec``:
   work on torch >= 2.6: RecBole pickles its Config into every checkpoint, which the new
   ``weights_only=True`` default refuses. Only calls made from RecBole's trainer module on
   an existing local file are affected; every other ``torch.load`` keeps torch's default.
+* RecBole's trainer wraps the model in DistributedDataParallel with CUDA ``device_ids``
+  always; a CPU model (gloo ranks) must get ``device_ids=None``.
 
-Nothing else in RecBole is patched.
+Nothing else in RecBole is patched (the gloo backend on CPU is chosen by our Config).
 """
 import functools
 import os
@@ -74,6 +76,23 @@ def patch_checkpoint_loading():
         torch.load = _trusting_torch_load(torch.load)
 
 
+def _ddp_for_any_device(ddp_class):
+    def wrap(module, device_ids=None, **kwargs):
+        on_cpu = next(module.parameters()).device.type == "cpu"
+        return ddp_class(module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+    wrap.__hymirec_ddp__ = True
+    return wrap
+
+
+def patch_cpu_ddp():
+    import recbole.trainer.trainer as recbole_trainer
+
+    if not getattr(recbole_trainer.DistributedDataParallel, "__hymirec_ddp__", False):
+        recbole_trainer.DistributedDataParallel = _ddp_for_any_device(
+            recbole_trainer.DistributedDataParallel)
+
+
 def apply():
     global _applied
     if _applied:
@@ -81,3 +100,8 @@ def apply():
     check_versions()
     patch_checkpoint_loading()
     _applied = True
+
+
+def apply_trainer_fixes():
+    """Fixes that need ``recbole.trainer`` imported (done lazily: it is slow to import)."""
+    patch_cpu_ddp()

@@ -6,6 +6,7 @@ Precedence, lowest first: RecBole's internal files < the plugin's
 """
 import os
 
+import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
@@ -38,6 +39,11 @@ def plugin_property_files(model, dataset):
         os.path.join(root, "dataset", f"{dataset}.yaml"),
     ]
     return [f for f in files if os.path.isfile(f)]
+
+
+def _uses_cuda(final):
+    return bool(final.get("use_gpu", True)) and str(final.get("gpu_id", "")) != "" \
+        and torch.cuda.is_available()
 
 
 def _expected_kind(default, value):
@@ -88,6 +94,19 @@ class Config(RecBoleConfig):
                 default = self.internal_config_dict[key]
                 raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
                                   f"Fix: --{key}={default!r} or another {expected}.")
+
+    def _init_device(self):
+        """RecBole's, except that CPU ranks of a distributed run use gloo (RecBole: NCCL only)."""
+        final = self.final_config_dict
+        if "local_rank" not in final or _uses_cuda(final):
+            return super()._init_device()
+        final["gpu_id"] = ""
+        torch.distributed.init_process_group(
+            backend="gloo", rank=final["local_rank"] + final["offset"],
+            world_size=final["world_size"], init_method=f"tcp://{final['ip']}:{final['port']}")
+        final.update(device=torch.device("cpu"), single_spec=False)
+        if final["local_rank"] != 0:
+            final.update(state="error", show_progress=False, verbose=False)
 
     def _get_final_config_dict(self):
         self._check_value_types()

@@ -14,7 +14,9 @@ from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
+from recbole_hymirec.compat import apply_trainer_fixes
 from recbole_hymirec.config import Config
+from recbole_hymirec.distributed import barrier
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
@@ -65,6 +67,7 @@ def resume_training(trainer, checkpoint_file):
 
 
 def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
+    apply_trainer_fixes()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])
@@ -72,6 +75,7 @@ def _train_and_test(config, model, train_data, valid_data, test_data, saved, ver
         train_data, valid_data, verbose=verbose, saved=saved,
         show_progress=config["show_progress"] and verbose,
     )
+    barrier()  # the other ranks must not read the best checkpoint while rank 0 writes it
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"] and verbose
     )

@@ -21,6 +21,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
 from recbole_hymirec.model.item_codes import build_item_codes
@@ -57,8 +58,9 @@ class HyMiRec(SequentialRecommender):
         self.register_buffer("item_content", item_codes.embeddings, persistent=False)  # [n_items, D]
         self.register_buffer("item_codes", item_codes.codes)  # [n_items, L]
         self.codebook = item_codes.codebook
-        llm, _, _ = load_causal_lm(config["llm_path"], num_layers=self.llm_num_layers,
-                                   device=config["device"])
+        with rank_zero_first():  # a GGUF is converted to its cached fp32 copy once
+            llm, _, _ = load_causal_lm(config["llm_path"], num_layers=self.llm_num_layers,
+                                       device=config["device"])
         content_size = self.item_content.shape[1]
         llm_size = hidden_size_of(llm.config)
 

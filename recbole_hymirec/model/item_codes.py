@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.codebook import CosineResidualCodebook
 from recbole_hymirec.model.content_encoder import (ContentEncoder, cached_item_embeddings,
@@ -160,10 +161,11 @@ def build_item_codes(config, dataset, llm=None):
     tokens, texts = item_texts(config, dataset)
     pairs = finetune_pairs(config, dataset)
     start = time.time()
-    raw, cache_hit = cached_item_embeddings(
-        embedding_cache_dir(config), embedding_key_fields(config, tokens, texts, pairs),
-        lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
-    )
+    with rank_zero_first():  # several ranks: rank 0 fills the cache, the others read it
+        raw, cache_hit = cached_item_embeddings(
+            embedding_cache_dir(config), embedding_key_fields(config, tokens, texts, pairs),
+            lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
+        )
     embed_seconds = time.time() - start
     embeddings, _ = postprocess(raw)
     if config["whiten_embeddings"]:

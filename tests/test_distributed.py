@@ -1,0 +1,29 @@
+"""Two CPU ranks (gloo) through RecBole's DDP path give the single-process result."""
+import socket
+
+import pytest
+
+from conftest import TINY_RUN
+from recbole_hymirec.quick_start import run
+
+# With learning_rate 0 the model stays at its (rank-0, broadcast) initial weights, so the
+# only difference left is how evaluation is sharded over ranks and reduced: each rank rounds
+# its metrics to 4 decimals before the weighted mean (measured: at most 1e-4 apart).
+TOLERANCE = 1e-3
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def test_two_cpu_ranks_match_one_process(tiny_data_path):
+    settings = dict(TINY_RUN, data_path=tiny_data_path, learning_rate=0.0, epochs=1)
+    single = run("SASRec", "tiny", config_dict=dict(settings))
+    double = run("SASRec", "tiny", config_dict=dict(settings), nproc=2, ip="127.0.0.1",
+                 port=_free_port())
+    assert double is not None, "rank 0 returned no result"
+    assert set(double["test_result"]) == set(single["test_result"])
+    for key, value in single["test_result"].items():
+        assert double["test_result"][key] == pytest.approx(value, abs=TOLERANCE), key
