@@ -95,8 +95,18 @@ class Config(RecBoleConfig):
                 raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
                                   f"Fix: --{key}={default!r} or another {expected}.")
 
+    def _check_cuda_request(self):
+        """``use_gpu: True`` written by the user on a machine without CUDA is an error, not a
+        silent CPU run (RecBole's own default, also True, keeps falling back quietly)."""
+        if self.external_config_dict.get("use_gpu") is True and not torch.cuda.is_available():
+            raise ConfigError(
+                "use_gpu=True was requested but torch sees no CUDA device "
+                f"(torch {torch.__version__}). Fix: --use_gpu=False to run on the CPU, or run on "
+                "a machine with a GPU and a CUDA build of torch.")
+
     def _init_device(self):
         """RecBole's, except that CPU ranks of a distributed run use gloo (RecBole: NCCL only)."""
+        self._check_cuda_request()
         final = self.final_config_dict
         if "local_rank" not in final or _uses_cuda(final):
             return super()._init_device()

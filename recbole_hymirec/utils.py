@@ -93,9 +93,13 @@ def get_dataset_class(config):
 
 def create_dataset(config):
     """Materialise an embedded dataset if needed, check the files, build the Dataset."""
-    from recbole_hymirec.data.embedded import ensure_dataset_files
+    from recbole.utils import ModelType
+
+    from recbole_hymirec.data.embedded import check_time_field, ensure_dataset_files
 
     ensure_dataset_files(config)
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        check_time_field(config)
     dataset_class = get_dataset_class(config)
     if dataset_class is None:
         import recbole.data

@@ -81,3 +81,23 @@ def ensure_dataset_files(config):
         f"or set --data_path=FOLDER to the folder that contains '{name}/'. "
         f"Embedded datasets: ml-100k, {', '.join(EMBEDDED_DATASETS)}."
     )
+
+
+def inter_fields(config):
+    """Field names in the header of ``<dataset>.inter`` (without their ``:type``)."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    with open(path, encoding=config["encoding"] or "utf-8") as f:
+        header = f.readline().rstrip("\n").split(config["field_separator"])
+    return [h.split(":", 1)[0] for h in header]
+
+
+def check_time_field(config):
+    """Sequential models order each user's items by time: the .inter file needs TIME_FIELD."""
+    fields = inter_fields(config)
+    if config["TIME_FIELD"] not in fields:
+        raise DatasetNotFoundError(
+            f"Dataset '{config['dataset']}' has no timestamp: field '{config['TIME_FIELD']}' is "
+            f"not in {config['dataset']}.inter (fields: {fields}). Sequential models order each "
+            f"user's items by time. Fix: add a '{config['TIME_FIELD']}:float' column, or set "
+            f"TIME_FIELD to the field that holds the time."
+        )
