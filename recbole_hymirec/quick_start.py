@@ -55,13 +55,13 @@ def resume_training(trainer, checkpoint_file):
     the earlier run's checkpoint is never overwritten.
     """
     own_file = trainer.saved_model_file
-    read_checkpoint(checkpoint_file)  # a clear error for a missing or unreadable file
+    require_checkpoint_file(checkpoint_file)
     try:
         trainer.resume_checkpoint(checkpoint_file)
-    except Exception as err:  # noqa: BLE001 - a checkpoint of another model or config
+    except Exception as err:  # noqa: BLE001 - unreadable, or another model's checkpoint
         raise ConfigError(f"cannot resume from '{checkpoint_file}': {type(err).__name__}: "
-                          f"{str(err)[:200]}. Fix: resume with the model and config that "
-                          "wrote it.") from err
+                          f"{str(err)[:200]}; it was left as it is. Fix: resume with the model "
+                          "and config that wrote it.") from err
     trainer.saved_model_file = own_file
     trainer._save_checkpoint(trainer.start_epoch - 1, verbose=False)
 
@@ -153,11 +153,15 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     return plain_result(result)
 
 
-def read_checkpoint(model_file):
-    """A training checkpoint as a dict; ConfigError (file untouched) when it is not one."""
+def require_checkpoint_file(model_file):
     if not os.path.isfile(model_file):
         raise ConfigError(f"checkpoint '{model_file}' does not exist. Fix: pass the "
                           "saved_model_file of a finished run (see its RESULT line).")
+
+
+def read_checkpoint(model_file):
+    """A training checkpoint as a dict; ConfigError (file untouched) when it is not one."""
+    require_checkpoint_file(model_file)
     try:
         checkpoint = torch.load(model_file, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, wrong format...
