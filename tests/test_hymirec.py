@@ -143,8 +143,10 @@ def test_cli_one_epoch_full_ranking(assets):
     assert result["model"] == "HyMiRec" and set(result["test_result"]) == EXPECTED_KEYS
 
 
-def test_same_seed_same_result_dict(assets):
-    first, second = _run(assets), _run(assets)
+def test_same_seed_same_result_dict_with_a_cold_then_warm_cache(assets, tmp_path):
+    data_path, llm_path, _ = assets
+    first = _run((data_path, llm_path, str(tmp_path / "fresh-cache")))  # stage 1 computed
+    second = _run((data_path, llm_path, str(tmp_path / "fresh-cache")))  # stage 1 from cache
     for run in (first, second):
         run.pop("saved_model_file")
     assert first == second

@@ -18,6 +18,7 @@ The model, end to end (see DESIGN.md / METHOD.md):
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import init_seed
 from torch import nn
 
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
@@ -58,6 +59,9 @@ class HyMiRec(SequentialRecommender):
         self.register_buffer("item_content", item_codes.embeddings, persistent=False)  # [n_items, D]
         self.register_buffer("item_codes", item_codes.codes)  # [n_items, L]
         self.codebook = item_codes.codebook
+        # a cache miss draws random numbers (LLM load, encoder): re-seed so that the layers
+        # below start the same whether stage 1 came from the cache or not
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         with rank_zero_first():  # a GGUF is converted to its cached fp32 copy once
             llm, _, _ = load_causal_lm(config["llm_path"], num_layers=self.llm_num_layers,
                                        device=config["device"])
