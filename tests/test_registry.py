@@ -48,7 +48,7 @@ def test_unknown_model_message_lists_plugins_and_says_recbole_searched(fake_plug
         utils.get_model("NoSuchModel")
     message = str(info.value)
     assert isinstance(info.value, ConfigError)
-    assert message.startswith("Unknown model 'NoSuchModel'. Plugin models: FakeRec, HyMiRec. RecBole's ")
+    assert message.startswith("Unknown model 'NoSuchModel'. Plugin models: ComiRec, FakeRec, HyMiRec. RecBole's ")
     assert "built-in models were searched too" in message
     assert "lightgbm" not in message.lower()
 
