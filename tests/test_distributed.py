@@ -27,3 +27,17 @@ def test_two_cpu_ranks_match_one_process(tiny_data_path):
     assert set(double["test_result"]) == set(single["test_result"])
     for key, value in single["test_result"].items():
         assert double["test_result"][key] == pytest.approx(value, abs=TOLERANCE), key
+
+
+def test_hymirec_on_two_cpu_ranks(tiny_data_path, tmp_path):
+    from conftest import tiny_hymirec_settings
+    from tiny_llm import make_tiny_llm
+
+    make_tiny_llm(str(tmp_path / "llm"))
+    settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"), learning_rate=0.0)
+    single = run("HyMiRec", "tiny", config_dict=dict(settings))
+    double = run("HyMiRec", "tiny", config_dict=dict(settings), nproc=2, ip="127.0.0.1",
+                 port=_free_port())
+    assert double is not None, "rank 0 returned no result"
+    for key, value in single["test_result"].items():
+        assert double["test_result"][key] == pytest.approx(value, abs=TOLERANCE), key
