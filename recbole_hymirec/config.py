@@ -48,6 +48,8 @@ def _uses_cuda(final):
 
 def _expected_kind(default, value):
     """What ``value`` should have been, when it plainly is not (else None)."""
+    if value is None:  # ``key: ~`` switches a feature off, whatever its default
+        return None
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "true or false"
     if isinstance(default, int) and not isinstance(value, int) and isinstance(value, (str, float)):

@@ -91,5 +91,7 @@ def test_command_line_text_for_a_number_is_refused(monkeypatch):
 
 def test_right_kinds_pass():
     config = Config("SASRec", "ml-100k", config_dict={"epochs": 3, "learning_rate": 1,
-                                                      "reproducibility": False})
+                                                      "reproducibility": False,
+                                                      "normalize_all": None})
     assert config["epochs"] == 3 and config["learning_rate"] == 1
+    assert config["normalize_all"] is None
