@@ -25,7 +25,7 @@ test: install
 
 # HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side.
 demo: install
-	$(PYTHON) -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec \
+	$(PYTHON) -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec --force --out saved/demo \
 		--config_files properties/demo_cpu.yaml --model_config HyMiRec=properties/hymirec_cpu.yaml
 
 clean:

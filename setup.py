@@ -27,6 +27,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6",
     "scipy>=1.10",
     "tqdm>=4",
+    "matplotlib>=3.5",  # the leaderboard's png
     "hyperopt==0.2.5",  # RecBole 1.2.1's exhaustive search passes a RandomState (0.2.7+ need a Generator)
     # RecBole 1.2.1 breaks on numpy 2 (np.float_), pandas 3 (token_seq fields)
     # and setuptools >= 81 (ray imports pkg_resources).

@@ -7,12 +7,23 @@ Each model runs in its own process through ``run_recbole_hymirec.py`` with the s
 config files (the protocol), then its own files from ``--model_config``, then the
 ``--key=value`` overrides. One failure does not stop the others: its row says why.
 The table gives test metrics and wall time per model.
+
+The page goes to ``--out DIR`` (default ``results``): ``DIR/DATASET.csv`` (every test
+metric, every best-valid metric as ``valid_*``), ``DIR/DATASET.md`` (setting, table, the
+command behind each row) and ``DIR/DATASET.png`` (needs matplotlib). Finished rows are kept
+in ``DIR/DATASET.json``: a later run reuses a model's "ok" row when its command is the same
+(``--force`` re-runs it); failed rows are always re-run.
 """
 import argparse
+import csv
+import io
 import json
 import os
+import platform
+import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -30,6 +41,10 @@ def build_parser():
     parser.add_argument("--config_files", default=None, help="shared (protocol) YAML files")
     parser.add_argument("--model_config", action="append", default=[],
                         help="MODEL=file.yaml: extra files for one model (repeatable)")
+    parser.add_argument("--out", default="results",
+                        help="folder for DATASET.{csv,md,png,json} (default: results)")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run models that already have an ok row in DIR/DATASET.json")
     return parser
 
 
@@ -51,11 +66,16 @@ def _echo_and_keep(stream, sink, kept):
         kept.append(line)
 
 
-def run_one(model, dataset, config_files, overrides):
-    """Row for one model: ``{"model", "status", "seconds", "result"}``."""
+def build_command(model, dataset, config_files, overrides):
     command = [sys.executable, REPO_CLI, "-m", model, "-d", dataset, *overrides]
     if config_files:
         command[4:4] = ["--config_files", " ".join(config_files)]
+    return command
+
+
+def run_one(model, dataset, config_files, overrides):
+    """Row for one model: ``{"model", "status", "seconds", "command", "result"}``."""
+    command = build_command(model, dataset, config_files, overrides)
     start = time.time()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = [], []
@@ -85,16 +105,171 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- output files
+
+def write_atomic(path, data):
+    """Write ``data`` (str or bytes) to ``path`` through a temp file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_rows(path):
+    """Rows kept by an earlier run (``[]`` when there are none or the file is unreadable)."""
+    try:
+        with open(path) as f:
+            rows = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as err:
+        print(f"warning: ignoring unreadable {path}: {err}", file=sys.stderr)
+        return []
+    return [r for r in rows if isinstance(r, dict) and "model" in r] if isinstance(rows, list) else []
+
+
+def _metrics(rows, key):
+    """Metric names found under ``result[key]``: the table's order first, then the rest sorted."""
+    names = {m for r in rows for m in ((r.get("result") or {}).get(key) or {})}
+    return [m for m in TABLE_METRICS if m in names] + sorted(names - set(TABLE_METRICS))
+
+
+def _get(row, key, metric):
+    return ((row.get("result") or {}).get(key) or {}).get(metric)
+
+
+def render_csv(rows):
+    test, valid = _metrics(rows, "test_result"), _metrics(rows, "best_valid_result")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "status", "seconds", *test, *(f"valid_{m}" for m in valid)])
+    for r in rows:
+        values = [_get(r, "test_result", m) for m in test]
+        values += [_get(r, "best_valid_result", m) for m in valid]
+        writer.writerow([r["model"], r["status"], r["seconds"],
+                         *("" if v is None else v for v in values)])
+    return buf.getvalue()
+
+
+def reproduce_command(row):
+    return "python " + shlex.join(row["command"])
+
+
+def _md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(rows, dataset, command_line, shared, per_model):
+    test = _metrics(rows, "test_result")
+    lines = [f"# Leaderboard: {dataset}", "",
+             "Produced by:", "", "```", command_line, "```", "",
+             "## Setting", "",
+             f"- dataset: `{dataset}`",
+             "- models: " + (", ".join(f"`{r['model']}`" for r in rows) or "(none)"),
+             f"- shared config files: {', '.join(f'`{f}`' for f in shared) or '(none)'}"]
+    for model in [r["model"] for r in rows]:
+        if per_model.get(model):
+            lines.append(f"- {model} config files: {', '.join(f'`{f}`' for f in per_model[model])}")
+    lines += ["", "## Test metrics (full ranking)", "",
+              "| model | " + " | ".join(test + ["wall s", "status"]) + " |",
+              "|---|" + "---:|" * (len(test) + 1) + "---|"]
+    for r in rows:
+        cells = [f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+                 for v in (_get(r, "test_result", m) for m in test)]
+        lines.append(f"| {_md_cell(r['model'])} | " + " | ".join(
+            cells + [f"{r['seconds']:.1f}", _md_cell(r["status"])]) + " |")
+    lines += ["", "## Reproduce a row", ""]
+    for r in rows:
+        lines += [f"{r['model']}:", "", "```", reproduce_command(r), "```", ""]
+    lines += ["## Note", "",
+              "The numbers come from this run on this machine "
+              f"(`{platform.platform()}`, {os.cpu_count()} CPUs); wall time includes process "
+              "start-up and data loading, and both depend on the machine.", ""]
+    return "\n".join(lines)
+
+
+def render_png(rows, dataset):
+    """PNG bytes (bar chart of NDCG@10, scatter of NDCG@10 vs wall time), or None without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("warning: matplotlib is not installed; skipping the png", file=sys.stderr)
+        return None
+    names = [r["model"] for r in rows]
+    ndcg = [_get(r, "test_result", "ndcg@10") for r in rows]
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bars.bar(names, [v or 0.0 for v in ndcg],
+             color=["tab:blue" if v is not None else "lightgray" for v in ndcg])
+    for x, v in enumerate(ndcg):
+        bars.annotate("failed" if v is None else f"{v:.4f}", (x, v or 0.0),
+                      ha="center", va="bottom", fontsize=8)
+    bars.set_ylabel("NDCG@10 (test)")
+    bars.set_title(f"NDCG@10 per model on {dataset}")
+    bars.tick_params(axis="x", labelrotation=30)
+    for r, v in zip(rows, ndcg):
+        if v is not None:
+            scatter.scatter(r["seconds"], v)
+            scatter.annotate(r["model"], (r["seconds"], v), textcoords="offset points",
+                             xytext=(4, 4), fontsize=8)
+    scatter.set_xlabel("wall time (s)")
+    scatter.set_ylabel("NDCG@10 (test)")
+    scatter.set_title("NDCG@10 vs wall time")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_page(out_dir, dataset, rows, command_line, shared, per_model):
+    base = os.path.join(out_dir, dataset)
+    write_atomic(base + ".csv", render_csv(rows))
+    write_atomic(base + ".md", render_markdown(rows, dataset, command_line, shared, per_model))
+    png = render_png(rows, dataset)
+    if png is not None:
+        write_atomic(base + ".png", png)
+    print(f"wrote {base}.csv, {base}.md" + (f", {base}.png" if png is not None else ""))
+
+
+# ---------------------------------------------------------------- main
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = build_parser().parse_known_args(argv)
     overrides = split_overrides(extra)
     shared = args.config_files.split() if args.config_files else []
     per_model = model_files(args.model_config)
+    command_line = "python -m recbole_hymirec.leaderboard " + shlex.join(argv)
+    store = os.path.join(args.out, f"{args.dataset}.json")
+    kept = {r["model"]: r for r in load_rows(store)}
     rows = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        files = shared + per_model.get(model, [])
+        old = kept.get(model)
+        if old and old.get("status") == "ok" and not args.force:
+            if old.get("command") == build_command(model, args.dataset, files, overrides)[1:]:
+                print(f"\n=== {model} on {args.dataset}: reusing the ok row from {store} "
+                      f"(--force re-runs it) ===", flush=True)
+                rows.append(old)
+                continue
+            print(f"\n=== {model}: the kept row in {store} was run with another command; "
+                  f"re-running ===", flush=True)
         print(f"\n=== {model} on {args.dataset} ===", flush=True)
-        rows.append(run_one(model, args.dataset, shared + per_model.get(model, []), overrides))
+        row = run_one(model, args.dataset, files, overrides)
+        rows.append(row)
+        kept[model] = row
+        write_atomic(store, json.dumps(list(kept.values()), indent=1) + "\n")  # resumable
     print(f"\nTest metrics on {args.dataset} (full ranking)\n{format_table(rows)}")
+    write_page(args.out, args.dataset, rows, command_line, shared, per_model)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
