@@ -327,23 +327,25 @@ def backbone_of(model):
     return getattr(model, prefix, model) if prefix else model
 
 
-def hidden_size_of(config):
-    """``D``: the width of the hidden states (``hidden_size`` / GPT-2's ``n_embd``)."""
-    for name in ("hidden_size", "n_embd", "d_model"):
+def _first_int_attribute(config, names, what):
+    """The first of ``names`` that ``config`` sets to an int (architectures name it differently)."""
+    for name in names:
         value = getattr(config, name, None)
         if isinstance(value, int):
             return value
     model_type = getattr(config, "model_type", None)
-    raise ConfigError(f"Cannot find the hidden size of model_type={model_type}.")
+    raise ConfigError(f"Cannot find the {what} of model_type={model_type}.")
+
+
+def hidden_size_of(config):
+    """``D``: the width of the hidden states (``hidden_size`` / GPT-2's ``n_embd``)."""
+    return _first_int_attribute(config, ("hidden_size", "n_embd", "d_model"), "hidden size")
 
 
 def num_layers_of(config):
-    for name in ("num_hidden_layers", "n_layer", "num_layers"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    model_type = getattr(config, "model_type", None)
-    raise ConfigError(f"Cannot find the layer count of model_type={model_type}.")
+    """The number of decoder layers (``num_hidden_layers`` / GPT-2's ``n_layer``)."""
+    return _first_int_attribute(config, ("num_hidden_layers", "n_layer", "num_layers"),
+                                "layer count")
 
 
 def decoder_layers_of(model):
