@@ -10,9 +10,13 @@ Applied once, on ``import recbole_hymirec``:
   an existing local file are affected; every other ``torch.load`` keeps torch's default.
 * RecBole's trainer wraps the model in DistributedDataParallel with CUDA ``device_ids``
   always; a CPU model (gloo ranks) must get ``device_ids=None``.
+* RecBole's evaluation collector calls ``.cpu()`` on every collected value, so the metrics
+  that need the item count or item popularity (ItemCoverage, AveragePopularity, TailPercentage)
+  crash with "'int' object has no attribute 'cpu'"; only tensors are moved now.
 
 Nothing else in RecBole is patched (the gloo backend on CPU is chosen by our Config).
 """
+import copy
 import functools
 import os
 import sys
@@ -93,12 +97,32 @@ def patch_cpu_ddp():
             recbole_trainer.DistributedDataParallel)
 
 
+def _get_data_struct_moving_tensors_only(self):
+    import torch
+
+    for key, value in self.data_struct._data_dict.items():
+        if isinstance(value, torch.Tensor):
+            self.data_struct._data_dict[key] = value.cpu()
+    returned_struct = copy.deepcopy(self.data_struct)
+    for key in ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"):
+        if key in self.data_struct:
+            del self.data_struct[key]
+    return returned_struct
+
+
+def patch_collector():
+    from recbole.evaluator.collector import Collector
+
+    Collector.get_data_struct = _get_data_struct_moving_tensors_only
+
+
 def apply():
     global _applied
     if _applied:
         return
     check_versions()
     patch_checkpoint_loading()
+    patch_collector()
     _applied = True
 
 

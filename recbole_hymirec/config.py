@@ -1,4 +1,4 @@
-"""Config: RecBole's Config that knows the plugin's models and property files.
+"""Config: RecBole's Config that knows the plugin's models, metrics and property files.
 
 Precedence, lowest first: RecBole's internal files < the plugin's
 ``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml`` <
@@ -12,7 +12,10 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.metrics import register_metrics
 from recbole_hymirec.utils import get_model
+
+register_metrics()  # before any Config checks metric names
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

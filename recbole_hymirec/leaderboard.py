@@ -8,6 +8,11 @@ config files (the protocol), then its own files from ``--model_config``, then th
 ``--key=value`` overrides. One failure does not stop the others: its row says why.
 The table gives test metrics and wall time per model.
 
+A model entry may carry its own overrides, for ablations: ``-m "HyMiRec,HyMiRec(n_interests=1)"``
+runs HyMiRec twice, the second row with ``--n_interests=1`` (several keys: comma-separated
+inside the brackets). The entry, brackets included, is the row's name; ``--model_config``
+files of the base model apply to its variants too.
+
 The page goes to ``--out DIR`` (default ``results``): ``DIR/DATASET.csv`` (every test
 metric, every best-valid metric as ``valid_*``), ``DIR/DATASET.md`` (setting, table, the
 command behind each row) and ``DIR/DATASET.png`` (needs matplotlib). Finished rows are kept
@@ -32,6 +37,8 @@ from recbole_hymirec.cli import split_overrides
 REPO_CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "run_recbole_hymirec.py")
 TABLE_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "mrr@20")
+PAGE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20", "hit@50",
+                "itemcoverage@10", "giniindex@10", "averagepopularity@10", "ild@10")
 
 
 def build_parser():
@@ -59,6 +66,34 @@ def model_files(specs):
     return files
 
 
+def split_model_list(text):
+    """``"A,B(x=1,y=2),C"`` -> ``["A", "B(x=1,y=2)", "C"]`` (commas inside brackets kept)."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            entries.append(current.strip())
+            current = ""
+        else:
+            current += char
+    entries.append(current.strip())
+    return [e for e in entries if e]
+
+
+def parse_entry(entry):
+    """``"HyMiRec(n_interests=1,dmil_window=1)"`` -> ``("HyMiRec", ["--n_interests=1", ...])``."""
+    model, bracket, rest = entry.partition("(")
+    if not bracket:
+        return entry, []
+    if not rest.endswith(")") or not model.strip():
+        raise SystemExit(f"error: model entry {entry!r}: write MODEL or MODEL(key=value,...)")
+    pairs = [p.strip() for p in rest[:-1].split(",") if p.strip()]
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise SystemExit(f"error: model entry {entry!r}: {bad[0]!r} is not key=value")
+    return model.strip(), [f"--{p}" for p in pairs]
+
+
 def _echo_and_keep(stream, sink, kept):
     for line in iter(stream.readline, ""):
         sink.write(line)
@@ -66,16 +101,21 @@ def _echo_and_keep(stream, sink, kept):
         kept.append(line)
 
 
+def _cli_path():
+    """The CLI relative to the working directory when it is inside it (portable commands)."""
+    relative = os.path.relpath(REPO_CLI)
+    return REPO_CLI if relative.startswith("..") else relative
+
+
 def build_command(model, dataset, config_files, overrides):
-    command = [sys.executable, REPO_CLI, "-m", model, "-d", dataset, *overrides]
+    command = [sys.executable, _cli_path(), "-m", model, "-d", dataset, *overrides]
     if config_files:
         command[4:4] = ["--config_files", " ".join(config_files)]
     return command
 
 
-def run_one(model, dataset, config_files, overrides):
+def run_one(name, command):
     """Row for one model: ``{"model", "status", "seconds", "command", "result"}``."""
-    command = build_command(model, dataset, config_files, overrides)
     start = time.time()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = [], []
@@ -86,7 +126,7 @@ def run_one(model, dataset, config_files, overrides):
     proc.wait()
     for reader in readers:
         reader.join()
-    row = {"model": model, "seconds": round(time.time() - start, 1), "command": command[1:]}
+    row = {"model": name, "seconds": round(time.time() - start, 1), "command": command[1:]}
     results = [l for l in out if l.startswith("RESULT ")]
     if proc.returncode == 0 and results:
         return dict(row, status="ok", result=json.loads(results[-1][len("RESULT "):]))
@@ -252,21 +292,23 @@ def main(argv=None):
     store = os.path.join(args.out, f"{args.dataset}.json")
     kept = {r["model"]: r for r in load_rows(store)}
     rows = []
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        files = shared + per_model.get(model, [])
-        old = kept.get(model)
+    for name in split_model_list(args.models):
+        model, own_overrides = parse_entry(name)
+        command = build_command(model, args.dataset, shared + per_model.get(model, []),
+                                overrides + own_overrides)
+        old = kept.get(name)
         if old and old.get("status") == "ok" and not args.force:
-            if old.get("command") == build_command(model, args.dataset, files, overrides)[1:]:
-                print(f"\n=== {model} on {args.dataset}: reusing the ok row from {store} "
+            if old.get("command") == command[1:]:
+                print(f"\n=== {name} on {args.dataset}: reusing the ok row from {store} "
                       f"(--force re-runs it) ===", flush=True)
                 rows.append(old)
                 continue
-            print(f"\n=== {model}: the kept row in {store} was run with another command; "
+            print(f"\n=== {name}: the kept row in {store} was run with another command; "
                   f"re-running ===", flush=True)
-        print(f"\n=== {model} on {args.dataset} ===", flush=True)
-        row = run_one(model, args.dataset, files, overrides)
+        print(f"\n=== {name} on {args.dataset} ===", flush=True)
+        row = run_one(name, command)
         rows.append(row)
-        kept[model] = row
+        kept[name] = row
         write_atomic(store, json.dumps(list(kept.values()), indent=1) + "\n")  # resumable
     print(f"\nTest metrics on {args.dataset} (full ranking)\n{format_table(rows)}")
     write_page(args.out, args.dataset, rows, command_line, shared, per_model)

@@ -18,6 +18,7 @@ from recbole_hymirec.compat import apply_trainer_fixes
 from recbole_hymirec.config import Config
 from recbole_hymirec.distributed import barrier
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.metrics import attach_metric_data
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
 
@@ -38,6 +39,10 @@ def _build(config):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return dataset, train_data, valid_data, test_data, model
+
+
+def trainable_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _log_flops(model, dataset, config, logger):
@@ -69,6 +74,7 @@ def resume_training(trainer, checkpoint_file):
 def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
     apply_trainer_fixes()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    attach_metric_data(trainer, config, train_data.dataset, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])
     best_valid_score, best_valid_result = trainer.fit(
@@ -87,6 +93,7 @@ def _train_and_test(config, model, train_data, valid_data, test_data, saved, ver
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
+        "trainable_parameters": trainable_parameters(model),
     }
 
 

@@ -171,20 +171,27 @@ def _load_pool(path, dim):
     return pool.float()
 
 
-def build_item_codes(config, dataset, llm=None):
-    """Stage 1 for ``dataset``: cached content embeddings, centring, codebook, stats."""
+def content_embeddings(config, dataset, llm=None):
+    """``(embeddings [n_items, D], cache_hit)``: centred (optionally whitened) content
+    embeddings of every item, row 0 = padding, from the cache when it is valid."""
     tokens, texts = item_texts(config, dataset)
     pairs = finetune_pairs(config, dataset)
-    start = time.time()
     with rank_zero_first():  # several ranks: rank 0 fills the cache, the others read it
         raw, cache_hit = cached_item_embeddings(
             embedding_cache_dir(config), embedding_key_fields(config, tokens, texts, pairs),
             lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
         )
-    embed_seconds = time.time() - start
     embeddings, _ = postprocess(raw)
     if config["whiten_embeddings"]:
         embeddings[1:], _, _ = whiten(embeddings[1:])
+    return embeddings, cache_hit
+
+
+def build_item_codes(config, dataset, llm=None):
+    """Stage 1 for ``dataset``: cached content embeddings, centring, codebook, stats."""
+    start = time.time()
+    embeddings, cache_hit = content_embeddings(config, dataset, llm)
+    embed_seconds = time.time() - start
     start = time.time()
     codebook, codes = fit_codebook(config, embeddings)
     codebook_seconds = time.time() - start
