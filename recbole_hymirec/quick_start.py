@@ -10,6 +10,7 @@ from logging import getLogger
 
 import torch
 import torch.distributed as dist
+import yaml
 from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
@@ -39,6 +40,42 @@ def _build(config):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return dataset, train_data, valid_data, test_data, model
+
+
+# Budget keys shown with every model's hyper-parameters (they live in the shared files).
+BUDGET_KEYS = ("epochs", "train_batch_size", "learning_rate", "MAX_ITEM_LIST_LENGTH", "stopping_step")
+
+
+def dataset_statistics(dataset):
+    """Counts of the loaded dataset (after RecBole's filtering), padding ids excluded."""
+    return {"users": dataset.user_num - 1, "items": dataset.item_num - 1,
+            "interactions": dataset.inter_num,
+            "interactions_per_user": round(float(dataset.avg_actions_of_users), 2),
+            "sparsity": round(float(dataset.sparsity), 5)}
+
+
+def model_property_files(model):
+    """RecBole's and the plugin's ``properties/model/<model>.yaml`` that exist."""
+    import recbole
+
+    from recbole_hymirec.config import properties_dir
+
+    candidates = [os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{model}.yaml"),
+                  os.path.join(properties_dir(), "model", f"{model}.yaml")]
+    return [path for path in candidates if os.path.isfile(path)]
+
+
+def _json_value(value):
+    return value if isinstance(value, (bool, int, float, str, list, dict, type(None))) else str(value)
+
+
+def hyper_parameters(config):
+    """Final values of the model's own keys (its property files) and of the budget keys."""
+    keys = set(BUDGET_KEYS)
+    for path in model_property_files(config["model"]):
+        with open(path) as f:
+            keys |= set(yaml.safe_load(f) or {})
+    return {key: _json_value(config[key]) for key in sorted(keys)}
 
 
 def trainable_parameters(model):
@@ -114,6 +151,8 @@ def run_recbole_hymirec(
     _log_flops(model, dataset, config, logger)
 
     result = plain_result(_train_and_test(config, model, train_data, valid_data, test_data, saved))
+    result.update(dataset_statistics=dataset_statistics(dataset),
+                  hyper_parameters=hyper_parameters(config))
     logger.info("The running environment of this training is as follows:\n"
                 + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")

@@ -50,3 +50,6 @@ def test_baseline_gets_diversity_metrics_from_stage1_embeddings(tiny_data_path, 
     assert 0.0 <= test["giniindex@10"] <= 1.0
     assert 0.0 < test["ild@10"] < 2.0  # real lists of distinct items are neither copies nor opposites
     assert result["trainable_parameters"] > 0
+    assert result["dataset_statistics"]["users"] == 40 and result["dataset_statistics"]["items"] == 30
+    hyper = result["hyper_parameters"]
+    assert hyper["hidden_size"] == TINY_RUN["hidden_size"] and hyper["epochs"] == 1  # SASRec.yaml + budget

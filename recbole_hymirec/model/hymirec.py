@@ -15,6 +15,12 @@ The model, end to end (see DESIGN.md / METHOD.md):
 * DMIL: the next ``dmil_window`` training targets are clustered, matched to the interests
   (Hungarian) and trained contrastively, plus an auxiliary loss on the coarse interests;
 * scoring: max over the K interests of the cosine with the item tower.
+
+Ablations (config keys, see HyMiRec.yaml): ``use_long_history: False`` drops the lightweight
+branch (the LLM reads the recent window only); ``long_history_input: raw`` feeds the lightweight
+recommender the fp32 content embeddings instead of decoded codes; ``refiner_reads:
+full_history`` makes the LLM read the whole ``long_seq_len`` history itself (no codes, no
+lightweight branch); ``n_interests: 1`` and ``dmil_window: 1`` are plain settings.
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -50,6 +56,9 @@ class HyMiRec(SequentialRecommender):
         self.use_id_embedding = config["use_id_embedding"]
         self.loss_type = config["loss_type"]
         self.llm_num_layers = config["llm_num_layers"]
+        self.use_long_history = config["use_long_history"]
+        self.long_history_input = config["long_history_input"]
+        self.refiner_reads = config["refiner_reads"]
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -69,17 +78,19 @@ class HyMiRec(SequentialRecommender):
         llm_size = hidden_size_of(llm.config)
 
         # define layers
-        self.lightweight = LightweightInterestExtractor(
-            content_size, hidden_size=config["light_hidden_size"], n_layers=config["light_layers"],
-            n_heads=config["light_heads"], n_queries=self.n_coarse_interests,
-            max_len=self.long_seq_len, dropout=config["light_dropout"])
-        self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
+        if self.uses_lightweight:
+            self.lightweight = LightweightInterestExtractor(
+                content_size, hidden_size=config["light_hidden_size"],
+                n_layers=config["light_layers"], n_heads=config["light_heads"],
+                n_queries=self.n_coarse_interests, max_len=self.long_seq_len,
+                dropout=config["light_dropout"])
+            self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
+            self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
         self.item_to_llm = nn.Linear(content_size, llm_size)
         self.refiner = LLMRefiner(
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
             lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"])
-        self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
         self.item_tower = nn.Linear(content_size, self.embedding_size)
         self.item_id_embedding = (nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
                                   if self.use_id_embedding else None)
@@ -97,6 +108,26 @@ class HyMiRec(SequentialRecommender):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 1. Fix: --{key}=4")
+        self._check_ablation_keys()
+
+    def _check_ablation_keys(self):
+        choices = {"long_history_input": ("codes", "raw"),
+                   "refiner_reads": ("hybrid", "full_history")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
+                                  f"Fix: --{key}={allowed[0]} (the default).")
+        if not isinstance(self.use_long_history, bool):
+            raise ConfigError(f"use_long_history={self.use_long_history!r} must be True or "
+                              "False. Fix: --use_long_history=False")
+        if self.refiner_reads == "full_history" and not self.use_long_history:
+            raise ConfigError("refiner_reads=full_history reads the long history while "
+                              "use_long_history=False drops it. Fix: keep one of the two.")
+
+    @property
+    def uses_lightweight(self):
+        """The lightweight branch runs unless it is ablated or the LLM reads the history."""
+        return self.use_long_history and self.refiner_reads == "hybrid"
 
     # ------------------------------------------------------------------ item side
 
@@ -117,25 +148,46 @@ class HyMiRec(SequentialRecommender):
     def _rows(self, interaction):
         return interaction[self.USER_ID], interaction[TARGET_POSITION_FIELD]
 
-    def long_history(self, interaction):
-        """The ``long_seq_len`` items before each target, as decoded codes ``[B, L, D]`` + mask."""
+    def long_history_items(self, interaction):
+        """Ids of the ``long_seq_len`` items before each target ``[B, L]`` + mask ``[B, L]``."""
         users, positions = self._rows(interaction)
         items, lengths = self.user_history.history(users, positions, self.long_seq_len)
         items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
         mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
+        return items, mask
+
+    def long_history(self, interaction):
+        """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
+        with ``long_history_input: raw``) + mask."""
+        items, mask = self.long_history_items(interaction)
+        if self.long_history_input == "raw":
+            return self.item_content[items], mask
         return self.decoded_items(items), mask
 
-    def forward(self, interaction):
-        """``(refined interests [B, K, d], coarse interests [B, M, d])``; never reads the target."""
-        history, history_mask = self.long_history(interaction)  # [B, L, D], [B, L]
-        coarse = self.lightweight(history, history_mask)  # [B, M, h]
+    def _window(self, interaction):
+        """The items the LLM reads as ``(ids [B, T], mask [B, T])``: the recent window, or the
+        whole long history with ``refiner_reads: full_history``."""
+        if self.refiner_reads == "full_history":
+            return self.long_history_items(interaction)
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        recent = self.item_to_llm(self.item_content[item_seq])  # [B, N, D_llm]
-        recent_mask = torch.arange(item_seq.shape[1], device=self.device) < item_seq_len.unsqueeze(1)
-        coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
-        coarse_mask = torch.ones(coarse.shape[:2], dtype=torch.bool, device=self.device)
-        interests = self.refiner(coarse_tokens, coarse_mask, recent, recent_mask)  # [B, K, d]
-        return interests, self.coarse_head(coarse)
+        mask = torch.arange(item_seq.shape[1], device=self.device) < item_seq_len.unsqueeze(1)
+        return item_seq, mask
+
+    def forward(self, interaction):
+        """``(refined interests [B, K, d], coarse interests [B, M, d] or None)``; never reads
+        the target."""
+        items, items_mask = self._window(interaction)  # [B, T], [B, T]
+        recent = self.item_to_llm(self.item_content[items])  # [B, T, D_llm]
+        if self.uses_lightweight:
+            history, history_mask = self.long_history(interaction)  # [B, L, D], [B, L]
+            coarse = self.lightweight(history, history_mask)  # [B, M, h]
+            coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
+        else:
+            coarse = None
+            coarse_tokens = recent.new_zeros(recent.shape[0], 0, recent.shape[2])  # [B, 0, D_llm]
+        coarse_mask = torch.ones(coarse_tokens.shape[:2], dtype=torch.bool, device=self.device)
+        interests = self.refiner(coarse_tokens, coarse_mask, recent, items_mask)  # [B, K, d]
+        return interests, None if coarse is None else self.coarse_head(coarse)
 
     # ------------------------------------------------------------------ RecBole API
 
@@ -158,6 +210,8 @@ class HyMiRec(SequentialRecommender):
         items = self.item_embeddings()  # [n_items, d]
         negatives = self._negatives(interaction)
         refined_loss = self.dmil(interests, targets, items, negatives)
+        if coarse is None:
+            return refined_loss
         coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives)
         return refined_loss, coarse_loss
 

@@ -1,0 +1,107 @@
+"""HyMiRec's ablation switches: each variant builds, reads what it claims, and trains."""
+import os
+
+import pytest
+import torch
+from recbole.data import data_preparation
+
+from conftest import tiny_hymirec_settings, write_tiny_dataset
+from tiny_llm import make_tiny_llm
+from recbole_hymirec.config import Config
+from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.utils import create_dataset, get_model
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablations")
+    write_tiny_dataset(str(root / "data"))
+    make_tiny_llm(str(root / "llm"), arch="llama")
+    return str(root / "data"), str(root / "llm"), str(root / "cache")
+
+
+def _build(assets, **overrides):
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path, **overrides))
+    train, _, test = data_preparation(config, create_dataset(config))
+    torch.manual_seed(0)
+    model = get_model("HyMiRec")(config, train._dataset)
+    return model, next(iter(train)), next(iter(test))[0]
+
+
+def _llm_context_widths(model, batch):
+    """Number of real (non-query) tokens the refiner reads per row."""
+    seen = {}
+    original = model.refiner.build_inputs
+
+    def spy(coarse, coarse_mask, recent, recent_mask):
+        seen["width"] = (coarse_mask.sum(1) + recent_mask.sum(1)).tolist()
+        return original(coarse, coarse_mask, recent, recent_mask)
+
+    model.refiner.build_inputs = spy
+    model(batch)
+    return seen["width"]
+
+
+def test_without_long_history_the_llm_reads_the_recent_window_only(assets):
+    model, batch, _ = _build(assets, use_long_history=False)
+    assert not hasattr(model, "lightweight") and not hasattr(model, "coarse_head")
+    interests, coarse = model(batch)
+    assert coarse is None and interests.shape[1] == model.n_interests
+    assert _llm_context_widths(model, batch) == batch["item_length"].tolist()
+    loss = model.calculate_loss(batch)
+    assert torch.is_tensor(loss) and loss.dim() == 0 and torch.isfinite(loss)
+
+
+def test_full_history_refiner_reads_the_long_history(assets):
+    model, batch, _ = _build(assets, refiner_reads="full_history")
+    _, mask = model.long_history_items(batch)
+    assert mask.shape[1] > batch["item_id_list"].shape[1]  # long_seq_len > N in the settings
+    assert _llm_context_widths(model, batch) == mask.sum(1).tolist()
+    assert not hasattr(model, "lightweight")
+
+
+def test_raw_history_input_bypasses_the_codes(assets):
+    codes, batch, _ = _build(assets)
+    raw, _, _ = _build(assets, long_history_input="raw")
+    items, mask = raw.long_history_items(batch)
+    raw_history, _ = raw.long_history(batch)
+    code_history, _ = codes.long_history(batch)
+    assert torch.equal(raw_history, raw.item_content[items])
+    assert torch.equal(code_history, codes.decoded_items(items))
+    assert not torch.allclose(raw_history[mask], code_history[mask])  # 8 codewords are lossy
+
+
+@pytest.mark.parametrize("overrides", [{"n_interests": 1}, {"dmil_window": 1},
+                                       {"use_long_history": False},
+                                       {"refiner_reads": "full_history"},
+                                       {"long_history_input": "raw"}])
+def test_every_variant_trains(assets, overrides):
+    model, batch, test_batch = _build(assets, **overrides)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=0.01)
+    losses = []
+    for _ in range(6):
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss = sum(loss) if isinstance(loss, tuple) else loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    model.eval()
+    with torch.no_grad():
+        assert model.full_sort_predict(test_batch).shape == (len(test_batch), model.n_items)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"refiner_reads": "everything"}, "refiner_reads='everything' is not one of ['hybrid', 'full_history']"),
+    ({"long_history_input": "bits"}, "long_history_input='bits' is not one of ['codes', 'raw']"),
+    ({"refiner_reads": "full_history", "use_long_history": False},
+     "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
+])
+def test_bad_ablation_values_are_named(assets, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        _build(assets, **overrides)
+    assert message in str(info.value)
