@@ -37,6 +37,7 @@ from recbole_hymirec.cli import split_overrides
 REPO_CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "run_recbole_hymirec.py")
 TABLE_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "mrr@20")
+DATASET_STATISTICS = ("users", "items", "interactions", "interactions_per_user", "sparsity")
 PAGE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20", "hit@50",
                 "itemcoverage@10", "giniindex@10", "averagepopularity@10", "ild@10")
 
@@ -206,37 +207,103 @@ def _md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(rows, dataset, command_line, shared, per_model):
+def _first(rows, key):
+    return next(((r.get("result") or {}).get(key) for r in rows
+                 if (r.get("result") or {}).get(key)), None)
+
+
+def _read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().rstrip("\n")
+    except OSError as err:
+        return f"# could not read {path}: {err}"
+
+
+def _dataset_section(rows):
+    stats = _first(rows, "dataset_statistics")
+    if not stats:
+        return []
+    names = [n for n in DATASET_STATISTICS if n in stats] + sorted(set(stats) - set(DATASET_STATISTICS))
+    return ["## Dataset", "",
+            "| " + " | ".join(names) + " |", "|" + "---:|" * len(names),
+            "| " + " | ".join(str(stats[n]) for n in names) + " |", ""]
+
+
+def _protocol_section(shared):
+    lines = ["## Protocol (shared by every model)", ""]
+    for path in shared:
+        lines += [f"`{path}`:", "", "```yaml", _read_text(path), "```", ""]
+    return lines if shared else lines + ["(no shared config files: RecBole's defaults)", ""]
+
+
+def _results_table(rows):
     test = _metrics(rows, "test_result")
+    shown = [m for m in PAGE_METRICS if m in test] or test
+    lines = ["## Test metrics (full ranking)", "",
+             "| model | " + " | ".join(shown + ["trainable params", "wall s", "status"]) + " |",
+             "|---|" + "---:|" * (len(shown) + 2) + "---|"]
+    for r in rows:
+        cells = [f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+                 for v in (_get(r, "test_result", m) for m in shown)]
+        params = (r.get("result") or {}).get("trainable_parameters")
+        cells += [f"{params:,}" if isinstance(params, int) else "-", f"{r['seconds']:.1f}",
+                  _md_cell(r["status"])]
+        lines.append(f"| {_md_cell(r['model'])} | " + " | ".join(cells) + " |")
+    return lines + ["", "Every metric (test and best valid) is in the csv next to this page.", ""]
+
+
+def _hyper_parameter_section(rows, per_model):
+    lines = ["## Hyper-parameters", ""]
+    for r in rows:
+        model, own = parse_entry(r["model"])
+        files = per_model.get(model, [])
+        lines.append(f"- **{_md_cell(r['model'])}**"
+                     + (f" (files: {', '.join(f'`{f}`' for f in files)})" if files else "")
+                     + (f" (overrides: `{' '.join(own)}`)" if own else ""))
+        values = (r.get("result") or {}).get("hyper_parameters")
+        if values:
+            lines.append("  " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in values.items()))
+    return lines + [""]
+
+
+def render_markdown(rows, dataset, command_line, shared, per_model):
+    device = _first(rows, "device") or "-"
     lines = [f"# Leaderboard: {dataset}", "",
              "Produced by:", "", "```", command_line, "```", "",
              "## Setting", "",
              f"- dataset: `{dataset}`",
              "- models: " + (", ".join(f"`{r['model']}`" for r in rows) or "(none)"),
-             f"- shared config files: {', '.join(f'`{f}`' for f in shared) or '(none)'}"]
-    for model in [r["model"] for r in rows]:
-        if per_model.get(model):
-            lines.append(f"- {model} config files: {', '.join(f'`{f}`' for f in per_model[model])}")
-    lines += ["", "## Test metrics (full ranking)", "",
-              "| model | " + " | ".join(test + ["wall s", "status"]) + " |",
-              "|---|" + "---:|" * (len(test) + 1) + "---|"]
-    for r in rows:
-        cells = [f"{v:.4f}" if isinstance(v, (int, float)) else "-"
-                 for v in (_get(r, "test_result", m) for m in test)]
-        lines.append(f"| {_md_cell(r['model'])} | " + " | ".join(
-            cells + [f"{r['seconds']:.1f}", _md_cell(r["status"])]) + " |")
-    lines += ["", "## Reproduce a row", ""]
+             f"- shared config files: {', '.join(f'`{f}`' for f in shared) or '(none)'}",
+             f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
+             f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
+    lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
+    lines += _hyper_parameter_section(rows, per_model)
+    lines += ["## Reproduce a row", ""]
     for r in rows:
         lines += [f"{r['model']}:", "", "```", reproduce_command(r), "```", ""]
     lines += ["## Note", "",
-              "The numbers come from this run on this machine "
-              f"(`{platform.platform()}`, {os.cpu_count()} CPUs); wall time includes process "
-              "start-up and data loading, and both depend on the machine.", ""]
+              "The numbers come from this run on this machine; wall time includes process "
+              "start-up, data loading and (for HyMiRec) stage 1, and depends on the machine. "
+              "Rows kept from an earlier invocation (see `DATASET.json`) were produced by the "
+              "command shown for that row.", ""]
     return "\n".join(lines)
 
 
+def _bar_groups(axis, rows, metrics):
+    """Grouped bars: one group per model, one bar per metric (failed rows stay empty)."""
+    width = 0.8 / len(metrics)
+    for i, metric in enumerate(metrics):
+        values = [_get(r, "test_result", metric) or 0.0 for r in rows]
+        axis.bar([x + (i - (len(metrics) - 1) / 2) * width for x in range(len(rows))], values,
+                 width=width, label=metric)
+    axis.set_xticks(range(len(rows)))
+    axis.set_xticklabels([r["model"] for r in rows], rotation=30, ha="right", fontsize=8)
+    axis.legend(fontsize=8)
+
+
 def render_png(rows, dataset):
-    """PNG bytes (bar chart of NDCG@10, scatter of NDCG@10 vs wall time), or None without matplotlib."""
+    """PNG bytes (test metrics per model; NDCG@10 vs wall time), or None without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -244,22 +311,20 @@ def render_png(rows, dataset):
     except ImportError:
         print("warning: matplotlib is not installed; skipping the png", file=sys.stderr)
         return None
-    names = [r["model"] for r in rows]
-    ndcg = [_get(r, "test_result", "ndcg@10") for r in rows]
-    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(11, 4.2))
-    bars.bar(names, [v or 0.0 for v in ndcg],
-             color=["tab:blue" if v is not None else "lightgray" for v in ndcg])
-    for x, v in enumerate(ndcg):
-        bars.annotate("failed" if v is None else f"{v:.4f}", (x, v or 0.0),
-                      ha="center", va="bottom", fontsize=8)
-    bars.set_ylabel("NDCG@10 (test)")
-    bars.set_title(f"NDCG@10 per model on {dataset}")
-    bars.tick_params(axis="x", labelrotation=30)
-    for r, v in zip(rows, ndcg):
+    fig, (accuracy, coverage, scatter) = plt.subplots(1, 3, figsize=(16, 4.8))
+    _bar_groups(accuracy, rows, ["ndcg@10", "recall@10", "mrr@10"])
+    accuracy.set_title(f"Accuracy on {dataset} (test, full ranking)")
+    beyond = [m for m in ("itemcoverage@10", "ild@10", "giniindex@10")
+              if any(_get(r, "test_result", m) is not None for r in rows)]
+    if beyond:
+        _bar_groups(coverage, rows, beyond)
+    coverage.set_title("Coverage and diversity @10")
+    for r in rows:
+        v = _get(r, "test_result", "ndcg@10")
         if v is not None:
             scatter.scatter(r["seconds"], v)
             scatter.annotate(r["model"], (r["seconds"], v), textcoords="offset points",
-                             xytext=(4, 4), fontsize=8)
+                             xytext=(4, 4), fontsize=7)
     scatter.set_xlabel("wall time (s)")
     scatter.set_ylabel("NDCG@10 (test)")
     scatter.set_title("NDCG@10 vs wall time")

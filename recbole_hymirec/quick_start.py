@@ -78,6 +78,13 @@ def hyper_parameters(config):
     return {key: _json_value(config[key]) for key in sorted(keys)}
 
 
+def device_name(config):
+    device = config["device"]
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def trainable_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -152,7 +159,7 @@ def run_recbole_hymirec(
 
     result = plain_result(_train_and_test(config, model, train_data, valid_data, test_data, saved))
     result.update(dataset_statistics=dataset_statistics(dataset),
-                  hyper_parameters=hyper_parameters(config))
+                  hyper_parameters=hyper_parameters(config), device=device_name(config))
     logger.info("The running environment of this training is as follows:\n"
                 + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")

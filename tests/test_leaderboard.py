@@ -1,7 +1,11 @@
 """The leaderboard runs each model in its own process; one failure does not stop the rest."""
 import json
 
-from conftest import TINY_RUN
+import csv
+import os
+
+from conftest import TINY_RUN, tiny_hymirec_settings
+from tiny_llm import make_tiny_llm
 from recbole_hymirec import leaderboard
 
 
@@ -25,9 +29,6 @@ def test_model_config_spec_parsing():
 
 
 def test_page_files_resume_and_force(tiny_data_path, capsys):
-    import csv
-    import os
-
     overrides = [f"--{k}={json.dumps(v)}" for k, v in dict(TINY_RUN, topk=[10, 20]).items()]
     argv = ["-d", "tiny", "-m", "SASRec,NoSuchModel", "--out", "tmp",
             f"--data_path={tiny_data_path}", *overrides]
@@ -48,7 +49,7 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     kept = {r["model"]: r for r in json.load(open("tmp/tiny.json"))}
     md = open("tmp/tiny.md").read()
     assert "python -m recbole_hymirec.leaderboard -d tiny -m SASRec,NoSuchModel --out tmp" in md
-    assert "| model | ndcg@10 | ndcg@20 |" in md
+    assert "| model | ndcg@10 | recall@10 |" in md
     assert "| SASRec | " in md and "| NoSuchModel | " in md
     assert leaderboard.reproduce_command(kept["SASRec"]) in md
     assert leaderboard.reproduce_command(kept["SASRec"]).startswith("python ")
@@ -74,3 +75,45 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     assert rerun["SASRec"]["status"] == "ok" and rerun["NoSuchModel"]["status"] != "ok"
     with open("tmp/tiny.csv") as f:
         assert [r["model"] for r in csv.DictReader(f)] == ["SASRec"]
+
+
+def test_model_entries_with_overrides():
+    entries = leaderboard.split_model_list("HyMiRec, HyMiRec(n_interests=1,dmil_window=1),SASRec")
+    assert entries == ["HyMiRec", "HyMiRec(n_interests=1,dmil_window=1)", "SASRec"]
+    assert leaderboard.parse_entry(entries[1]) == ("HyMiRec", ["--n_interests=1", "--dmil_window=1"])
+    assert leaderboard.parse_entry("SASRec") == ("SASRec", [])
+
+
+def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, capsys):
+    """The acceptance run in miniature: a protocol file, three models (one a HyMiRec
+    ablation), every metric family, and the csv/md/png with one row per model."""
+    make_tiny_llm(str(tmp_path / "llm"), arch="llama")
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text("metrics: [Recall, NDCG, MRR, Hit, ItemCoverage, GiniIndex, "
+                        "AveragePopularity, ILD]\ntopk: [10, 20]\nvalid_metric: NDCG@10\n")
+    settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"), epochs=1)
+    for key in ("metrics", "topk", "valid_metric"):
+        settings.pop(key)
+    overrides = [f"--{k}={json.dumps(v)}" for k, v in settings.items()]
+    models = "SASRec,GRU4Rec,HyMiRec(use_long_history=False)"
+    assert leaderboard.main(["-d", "tiny", "-m", models, "--out", "page",
+                             "--config_files", str(protocol), *overrides]) == 0
+    capsys.readouterr()
+
+    with open("page/tiny.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["SASRec", "GRU4Rec", "HyMiRec(use_long_history=False)"]
+    assert all(r["status"] == "ok" for r in rows)
+    for row in rows:
+        assert 0.0 < float(row["itemcoverage@10"]) <= 1.0 and 0.0 < float(row["ild@10"]) < 2.0
+    assert os.path.getsize("page/tiny.png") > 10_000
+    md = open("page/tiny.md").read()
+    assert "itemcoverage@10 | giniindex@10 | averagepopularity@10 | ild@10 | trainable params" in md
+    assert "| users | items | interactions |" in md and "| 40 | 30 |" in md
+    assert protocol.read_text().splitlines()[0] in md  # the protocol, verbatim
+    assert "(overrides: `--use_long_history=False`)" in md
+    assert "`n_interests=2`" in md and "`hidden_size=" in md  # HyMiRec's and SASRec's settings
+    kept = json.load(open("page/tiny.json"))
+    ablation = kept[2]["result"]
+    assert ablation["hyper_parameters"]["use_long_history"] is False
+    assert ablation["trainable_parameters"] < 10**6
