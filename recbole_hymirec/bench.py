@@ -1,12 +1,22 @@
 """Efficiency benchmark: prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.bench -d ml-100k [--part embed] [--n_items 256] [--key=value ...]
+    python -m recbole_hymirec.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
 
-``--part embed``: content-LLM embedding throughput (items/s) on this machine's CPU, and on
-CUDA too when a GPU is present. Prints one line ``BENCH {json}``.
+Prints one line ``BENCH {json}``, measured on this machine's CPU and, when a GPU is present,
+on CUDA too (``device`` names it):
+
+* ``serve`` -- per-user inference latency (full ranking; batch 1 and batch 256) of HyMiRec
+  against the same model whose LLM reads the whole ``long_seq_len`` history
+  (``refiner_reads: full_history``), and their ratio; bytes fetched per user history (uint8
+  codes vs fp32 embeddings); training rows/s; peak memory.
+* ``embed`` -- content-LLM embedding throughput (items/s).
+
+On a CPU pass ``--config_files properties/hymirec_cpu.yaml`` (the 4-layer refiner).
 """
 import argparse
 import json
+import resource
+import statistics
 import sys
 import time
 
@@ -21,8 +31,13 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--part", default="embed", choices=["embed"], help="what to measure")
+    parser.add_argument("--part", default="all", choices=["all", "serve", "embed"],
+                        help="what to measure (default: all)")
     parser.add_argument("--n_items", type=int, default=256, help="items embedded per device")
+    parser.add_argument("--batch", type=int, default=256, help="rows of the batched latency")
+    parser.add_argument("--single_rows", type=int, default=20,
+                        help="rows timed one by one for the batch-1 latency (median)")
+    parser.add_argument("--train_steps", type=int, default=10, help="steps timed for rows/s")
     return parser
 
 
@@ -51,20 +66,136 @@ def embedding_throughput(config, texts, device):
             "dtype": str(next(encoder.backbone.parameters()).dtype).replace("torch.", "")}
 
 
-def bench_embed(dataset, config_files, n_items):
-    from recbole_hymirec.config import Config
+def bench_embed(config, dataset, n_items):
     from recbole_hymirec.model.item_codes import item_texts
-    from recbole_hymirec.utils import create_dataset
 
-    config = Config(model=MODEL, dataset=dataset, config_file_list=config_files)
-    _, texts = item_texts(config, create_dataset(config))
+    _, texts = item_texts(config, dataset)
     texts = texts[1:n_items + 1]  # skip the padding item
-    report = {"part": "embed", "dataset": dataset, "llm": str(config["llm_path"] or "smollm2 (packaged)"),
-              "batch_size": config["encoder_batch_size"], "max_text_len": config["max_text_len"],
-              "torch_threads": torch.get_num_threads()}
+    report = {"llm": str(config["llm_path"] or "smollm2 (packaged)"),
+              "batch_size": config["encoder_batch_size"], "max_text_len": config["max_text_len"]}
     for device in available_devices():
         name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
         report[device] = dict(embedding_throughput(config, texts, device), device=name)
+    return report
+
+
+# ----------------------------------------------------------------------------- serving
+
+def history_bytes(config, dataset, item_codes, content):
+    """Bytes fetched per user history: the uint8 codes vs the fp32 embeddings of its items."""
+    per_item_codes = item_codes.shape[1] * item_codes.element_size()
+    per_item_fp32 = content.shape[1] * 4
+    lengths = dataset.user_history.lengths.float().clamp(max=config["long_seq_len"])  # [U]
+    mean_items = float(lengths[lengths > 0].mean())
+    return {"long_seq_len": config["long_seq_len"], "mean_items_per_history": round(mean_items, 1),
+            "codes_per_item": per_item_codes, "fp32_per_item": per_item_fp32,
+            "codes_per_history": round(mean_items * per_item_codes),
+            "fp32_per_history": round(mean_items * per_item_fp32),
+            "ratio": round(per_item_fp32 / per_item_codes, 1)}
+
+
+@torch.no_grad()
+def latency_ms_per_user(model, batch, single_rows, device):
+    """Median ms per user of full ranking, one row at a time, and ms per user in one batch."""
+    def timed(rows):
+        _sync(device)
+        start = time.perf_counter()
+        model.full_sort_predict(rows)
+        _sync(device)
+        return (time.perf_counter() - start) * 1000.0
+
+    model.eval()
+    timed(batch[:1])  # warm-up
+    single = statistics.median(timed(batch[i:i + 1]) for i in range(min(single_rows, len(batch))))
+    timed(batch)  # warm-up
+    batched = min(timed(batch) for _ in range(2)) / len(batch)
+    return {"batch_1": round(single, 3), f"batch_{len(batch)}": round(batched, 3)}
+
+
+def training_rows_per_s(model, train_data, steps, device):
+    """Training rows/s of the optimiser loop (the first step is a warm-up, not timed)."""
+    model.train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    rows, seconds = 0, 0.0
+    for step, batch in enumerate(train_data):
+        if step > steps:
+            break
+        batch = batch.to(device)
+        _sync(device)
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        (sum(loss) if isinstance(loss, tuple) else loss).backward()
+        optimizer.step()
+        _sync(device)
+        if step:  # step 0 warms up
+            rows, seconds = rows + len(batch), seconds + time.perf_counter() - start
+    return round(rows / seconds, 1) if seconds else None
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mib(device):
+    if device == "cuda":
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def _first_rows(test_data, n, device):
+    batch = next(iter(test_data))
+    batch = batch[0] if isinstance(batch, tuple) else batch
+    return batch[:n].to(device)
+
+
+def bench_serve_on(device, config_files, dataset_name, args):
+    """Both variants on one device: latency, ratio, training rows/s, peak memory."""
+    from recbole.data import data_preparation
+
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.utils import create_dataset, get_model
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    use_gpu = {"use_gpu": device == "cuda", "eval_batch_size": args.batch, "show_progress": False}
+    config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
+                    config_dict=use_gpu)
+    dataset = create_dataset(config)
+    train_data, _, test_data = data_preparation(config, dataset)
+    hybrid = get_model(MODEL)(config, train_data._dataset).to(config["device"])
+    full_config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
+                         config_dict=dict(use_gpu, refiner_reads="full_history"))
+    full = get_model(MODEL)(full_config, train_data._dataset).to(config["device"])
+    rows = _first_rows(test_data, args.batch, config["device"])
+    report = {"device": torch.cuda.get_device_name(0) if device == "cuda"
+              else f"cpu ({torch.get_num_threads()} threads)",
+              "hybrid_ms_per_user": latency_ms_per_user(hybrid, rows, args.single_rows, device),
+              "full_history_ms_per_user": latency_ms_per_user(full, rows, args.single_rows, device)}
+    report["speedup"] = {k: round(report["full_history_ms_per_user"][k] / v, 3)
+                         for k, v in report["hybrid_ms_per_user"].items()}
+    report["train_rows_per_s"] = training_rows_per_s(hybrid, train_data, args.train_steps, device)
+    report["peak_memory_mib"] = peak_memory_mib(device)
+    report["bytes_per_history"] = history_bytes(config, train_data._dataset, hybrid.item_codes,
+                                                hybrid.item_content)
+    report["settings"] = {k: config[k] for k in ("llm_num_layers", "MAX_ITEM_LIST_LENGTH",
+                                                  "long_seq_len", "n_interests",
+                                                  "codebook_layers", "train_batch_size")}
+    return report
+
+
+def run_bench(args, config_files):
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.utils import create_dataset
+
+    report = {"dataset": args.dataset, "part": args.part, "torch_threads": torch.get_num_threads()}
+    if args.part in ("all", "serve"):
+        report["serve"] = {device: bench_serve_on(device, config_files, args.dataset, args)
+                           for device in available_devices()}
+    if args.part in ("all", "embed"):
+        config = Config(model=MODEL, dataset=args.dataset, config_file_list=config_files)
+        report["embed"] = bench_embed(config, create_dataset(config), args.n_items)
     return report
 
 
@@ -74,7 +205,7 @@ def main(argv=None):
     config_files = args.config_files.split() if args.config_files else None
 
     def job():
-        report = bench_embed(args.dataset, config_files, args.n_items)
+        report = run_bench(args, config_files)
         print("BENCH " + json.dumps(report, sort_keys=True))
         return 0
 

@@ -1,6 +1,8 @@
 """The benchmark prints one BENCH line with the measured throughput (no timing asserted)."""
 import json
 
+import pytest
+
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
 from recbole_hymirec import bench
@@ -9,10 +11,36 @@ from recbole_hymirec import bench
 def test_embed_bench_prints_one_line(tiny_data_path, tmp_path, capsys, monkeypatch):
     make_tiny_llm(str(tmp_path / "llm"))
     settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"))
-    argv = ["-d", "tiny", "--n_items", "12"] + [
+    argv = ["-d", "tiny", "--part", "embed", "--n_items", "12"] + [
         f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
     assert bench.main(argv) == 0
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("BENCH ")]
     report = json.loads(lines[-1][len("BENCH "):])
-    assert report["part"] == "embed" and report["cpu"]["items"] == 12
-    assert report["cpu"]["items_per_s"] > 0 and report["cpu"]["dtype"] == "float32"
+    assert report["part"] == "embed" and "serve" not in report
+    embed = report["embed"]
+    assert embed["cpu"]["items"] == 12
+    assert embed["cpu"]["items_per_s"] > 0 and embed["cpu"]["dtype"] == "float32"
+
+
+def test_serve_bench_compares_hybrid_with_full_history(tiny_data_path, tmp_path, capsys):
+    make_tiny_llm(str(tmp_path / "llm"))
+    settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"), codebook_layers=3)
+    argv = ["-d", "tiny", "--part", "serve", "--batch", "16", "--single_rows", "3",
+            "--train_steps", "2"] + [
+        f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
+    assert bench.main(argv) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("BENCH ")]
+    assert len(lines) == 1
+    cpu = json.loads(lines[0][len("BENCH "):])["serve"]["cpu"]
+    assert cpu["device"].startswith("cpu (")
+    for variant in ("hybrid_ms_per_user", "full_history_ms_per_user"):
+        assert set(cpu[variant]) == {"batch_1", "batch_16"}
+        assert all(v > 0 for v in cpu[variant].values())
+    assert cpu["speedup"]["batch_1"] == pytest.approx(
+        cpu["full_history_ms_per_user"]["batch_1"] / cpu["hybrid_ms_per_user"]["batch_1"], abs=0.01)
+    history = cpu["bytes_per_history"]
+    assert history["codes_per_item"] == 3  # three uint8 codes
+    assert history["fp32_per_item"] == 4 * 32  # the tiny LLM's hidden size, fp32
+    assert 0 < history["mean_items_per_history"] <= settings["long_seq_len"]
+    assert history["ratio"] == pytest.approx(128 / 3, abs=0.1)
+    assert cpu["train_rows_per_s"] > 0 and cpu["peak_memory_mib"] > 0
