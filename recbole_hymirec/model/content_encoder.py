@@ -11,10 +11,8 @@ last-layer state at the special token is the item embedding.
 * :func:`center_embeddings` / :func:`whiten`: raw causal-LM states are anisotropic (cosine ≈ 0.95
   between unrelated titles), so centre them before any cosine use.
 
-Not implemented yet: the optional stage-1 fine-tuning of the encoder (LoRA via peft on the
-backbone + the special token, trained with a next-item contrastive loss). Today the encoder is
-frozen and the special token keeps its initial value; ``forward`` is differentiable so that
-fine-tuning can be added without changing the interface.
+``forward`` is differentiable: the optional stage-1 fine-tuning (LoRA + the special token,
+next-item contrastive loss) lives in ``encoder_finetune.py``; by default the encoder is frozen.
 """
 import csv
 import hashlib
