@@ -105,3 +105,36 @@ def test_bad_ablation_values_are_named(assets, overrides, message):
     with pytest.raises(ConfigError) as info:
         _build(assets, **overrides)
     assert message in str(info.value)
+
+
+def test_item_bias_enters_training_and_ranking(assets):
+    model, batch, test_batch = _build(assets, item_bias=True)
+    assert model.item_bias.shape == (model.n_items,) and model.item_bias.requires_grad
+    loss = sum(model.calculate_loss(batch))
+    loss.backward()
+    assert model.item_bias.grad.abs().sum() > 0  # the loss reads the bias
+    model.eval()
+    with torch.no_grad():
+        before = model.full_sort_predict(test_batch)
+        model.item_bias[5] += 100.0
+        after = model.full_sort_predict(test_batch)
+        assert torch.allclose(after[:, 5] - before[:, 5], torch.full_like(before[:, 5], 100.0))
+        others = torch.arange(model.n_items) != 5
+        assert torch.allclose(after[:, others], before[:, others])
+        assert (model.recommend_topk(test_batch, 3)[:, 0] == 5).all()  # the boosted item leads
+        assert model.predict(_with_item(test_batch, 5)).allclose(after[:, 5], atol=1e-4)
+
+
+def _with_item(batch, item):
+    batch = batch[torch.arange(len(batch))]
+    batch.interaction["item_id"] = torch.full((len(batch),), item)
+    return batch
+
+
+def test_without_item_bias_scores_stay_cosines(assets):
+    model, _, test_batch = _build(assets)
+    assert model.item_bias is None
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict(test_batch)
+    assert scores[:, 1:].abs().max() <= 1.0 + 1e-5

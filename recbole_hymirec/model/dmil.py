@@ -202,10 +202,10 @@ class DMILLoss(nn.Module):
         """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below)."""
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
-    def forward(self, interests, target_ids, item_emb, neg_ids=None):
-        return self.forward_with_stats(interests, target_ids, item_emb, neg_ids)[0]
+    def forward(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None):
+        return self.forward_with_stats(interests, target_ids, item_emb, neg_ids, item_bias)[0]
 
-    def forward_with_stats(self, interests, target_ids, item_emb, neg_ids=None):
+    def forward_with_stats(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None):
         """Loss and assignment.
 
         Args:
@@ -214,6 +214,8 @@ class DMILLoss(nn.Module):
             item_emb: [n_items, d] item representations (row 0: RecBole's padding item).
             neg_ids: None for a full softmax over the catalogue, else sampled negatives
                 [B] / [B, S] (shared by the row's targets) or [B, W, S] (per target).
+            item_bias: None, or a per-item logit offset [n_items] added after the scaled
+                cosine (a learnable popularity prior: cosines alone cannot express it).
 
         Returns:
             (scalar loss averaged over valid targets,
@@ -243,10 +245,14 @@ class DMILLoss(nn.Module):
         scale = self.logit_scale()
         if neg_ids is None:
             logits = self._full_logits(query, item_emb, scale)  # [T, n]
+            if item_bias is not None:
+                logits = logits + item_bias  # [T, n]; padding stays -inf
             loss = F.cross_entropy(logits.float(), positive)
         else:
             negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
             logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
+            if item_bias is not None:
+                logits = logits + item_bias[torch.cat([positive.unsqueeze(1), negatives], 1)]
             loss = F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
         stats["logit_scale"] = scale.item()
         return loss, stats
@@ -312,7 +318,7 @@ def score_items(interests, items):
     return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
 
 
-def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0):
+def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=None, scale=1.0):
     """Every interest retrieves its own top-``k``; the lists are merged round-robin.
 
     Order: interest 1's first item, interest 2's first, ..., interest 1's second, ...; an item
@@ -324,6 +330,8 @@ def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0):
         exclude: optional bool mask [B, n_items] or [n_items], True = never retrieve
             (e.g. the user's history).
         padding_idx: item id never retrieved (RecBole's padding item 0); None to allow all.
+        item_bias, scale: optional per-item offset [n_items]: each interest ranks by
+            ``scale * cos + item_bias`` (the model's logits) instead of the cosine.
 
     Returns:
         LongTensor [B, k] of item ids; -1 fills the tail when fewer than ``k`` items are allowed.
@@ -340,6 +348,8 @@ def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0):
     lists, allowed = [], []
     for h in range(interests.shape[1]):
         scores = unit_interests[:, h] @ unit_items.T  # [B, n]
+        if item_bias is not None:
+            scores = scale * scores + item_bias  # [B, n]
         if blocked is not None:
             scores = scores.masked_fill(blocked, -math.inf)
         top = scores.topk(per_interest_k, dim=1)

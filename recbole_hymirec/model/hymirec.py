@@ -54,6 +54,7 @@ class HyMiRec(SequentialRecommender):
         self.dmil_window = config["dmil_window"]
         self.coarse_loss_weight = config["coarse_loss_weight"]
         self.use_id_embedding = config["use_id_embedding"]
+        self.use_item_bias = config["item_bias"]
         self.loss_type = config["loss_type"]
         self.llm_num_layers = config["llm_num_layers"]
         self.use_long_history = config["use_long_history"]
@@ -94,6 +95,8 @@ class HyMiRec(SequentialRecommender):
         self.item_tower = nn.Linear(content_size, self.embedding_size)
         self.item_id_embedding = (nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
                                   if self.use_id_embedding else None)
+        # a learnable per-item logit offset: cosine scores cannot encode item popularity
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
         self.dmil = DMILLoss(temperature_init=config["temperature"],
                              kmeans_iters=config["dmil_kmeans_iters"])
 
@@ -209,25 +212,34 @@ class HyMiRec(SequentialRecommender):
         targets = self.target_window(interaction)  # [B, W]
         items = self.item_embeddings()  # [n_items, d]
         negatives = self._negatives(interaction)
-        refined_loss = self.dmil(interests, targets, items, negatives)
+        refined_loss = self.dmil(interests, targets, items, negatives, self.item_bias)
         if coarse is None:
             return refined_loss
-        coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives)
+        coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives,
+                                                          self.item_bias)
         return refined_loss, coarse_loss
+
+    def _with_bias(self, cosine, item_ids=None):
+        """The training logit ``scale * cos + b_i`` when there is an item bias, else ``cos``."""
+        if self.item_bias is None:
+            return cosine
+        bias = self.item_bias if item_ids is None else self.item_bias[item_ids]
+        return self.dmil.logit_scale() * cosine + bias
 
     def predict(self, interaction):
         interests, _ = self.forward(interaction)
-        items = self.item_embeddings()[interaction[self.ITEM_ID]]  # [B, d]
-        return score_items(interests, items)  # [B]
+        item_ids = interaction[self.ITEM_ID]  # [B]
+        return self._with_bias(score_items(interests, self.item_embeddings()[item_ids]), item_ids)
 
     def full_sort_predict(self, interaction):
         interests, _ = self.forward(interaction)
-        return max_over_interests(interests, self.item_embeddings())  # [B, n_items]
+        return self._with_bias(max_over_interests(interests, self.item_embeddings()))  # [B, n_items]
 
     def recommend_topk(self, interaction, k, exclude=None):
         """Per-interest top-k lists merged round robin, deduplicated ``[B, k]`` (for export)."""
         interests, _ = self.forward(interaction)
-        return merge_topk(interests, self.item_embeddings(), k, exclude=exclude)
+        return merge_topk(interests, self.item_embeddings(), k, exclude=exclude,
+                          item_bias=self.item_bias, scale=self.dmil.logit_scale())
 
     # ------------------------------------------------------------------ checkpoints
 
