@@ -37,6 +37,7 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     for ext in ("csv", "md", "png", "json"):
         assert os.path.getsize(f"tmp/tiny.{ext}") > 0
     assert not [f for f in os.listdir("tmp") if f.endswith(".tmp")]  # no temp files left
+    assert os.stat("tmp/tiny.md").st_mode & 0o044  # readable by others, unlike mkstemp's 0600
 
     with open("tmp/tiny.csv") as f:
         rows = list(csv.DictReader(f))
