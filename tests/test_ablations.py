@@ -98,6 +98,7 @@ def test_every_variant_trains(assets, overrides):
 @pytest.mark.parametrize("overrides, message", [
     ({"refiner_reads": "everything"}, "refiner_reads='everything' is not one of ['hybrid', 'full_history']"),
     ({"long_history_input": "bits"}, "long_history_input='bits' is not one of ['codes', 'raw']"),
+    ({"item_bias_init": "ones"}, "item_bias_init='ones' is not one of ['zeros', 'popularity']"),
     ({"refiner_reads": "full_history", "use_long_history": False},
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
 ])
@@ -138,3 +139,22 @@ def test_without_item_bias_scores_stay_cosines(assets):
     with torch.no_grad():
         scores = model.full_sort_predict(test_batch)
     assert scores[:, 1:].abs().max() <= 1.0 + 1e-5
+
+
+def test_item_bias_starts_at_log_training_popularity(assets):
+    model, _, _ = _build(assets, item_bias=True, item_bias_init="popularity")
+    bias = model.item_bias.detach()
+    dataset_counts = torch.zeros(model.n_items)
+    for item, count in _train_counter(assets).items():
+        dataset_counts[int(item)] = count
+    order = dataset_counts[1:].argsort()
+    assert dataset_counts.sum() > 0
+    assert torch.all(bias[1:][order].diff() >= -1e-6)  # more training interactions, larger bias
+    assert abs(float(bias[1:].mean())) < 1e-5  # centred on the real items
+
+
+def _train_counter(assets):
+    data_path, llm_path, _ = assets
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path))
+    train, _, _ = data_preparation(config, create_dataset(config))
+    return train._dataset.item_counter

@@ -55,6 +55,7 @@ class HyMiRec(SequentialRecommender):
         self.coarse_loss_weight = config["coarse_loss_weight"]
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
+        self.item_bias_init = config["item_bias_init"]
         self.loss_type = config["loss_type"]
         self.llm_num_layers = config["llm_num_layers"]
         self.use_long_history = config["use_long_history"]
@@ -96,7 +97,8 @@ class HyMiRec(SequentialRecommender):
         self.item_id_embedding = (nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
                                   if self.use_id_embedding else None)
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
-        self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
+        self.item_bias = (nn.Parameter(self._initial_item_bias(dataset)) if self.use_item_bias
+                          else None)
         self.dmil = DMILLoss(temperature_init=config["temperature"],
                              kmeans_iters=config["dmil_kmeans_iters"])
 
@@ -114,7 +116,7 @@ class HyMiRec(SequentialRecommender):
         self._check_ablation_keys()
 
     def _check_ablation_keys(self):
-        choices = {"long_history_input": ("codes", "raw"),
+        choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
                    "refiner_reads": ("hybrid", "full_history")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -126,6 +128,16 @@ class HyMiRec(SequentialRecommender):
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
                               "use_long_history=False drops it. Fix: keep one of the two.")
+
+    def _initial_item_bias(self, dataset):
+        """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
+        if self.item_bias_init == "zeros":
+            return torch.zeros(self.n_items)
+        counts = torch.zeros(self.n_items)
+        for item, count in dataset.item_counter.items():  # the training split's interactions
+            counts[int(item)] = count
+        bias = torch.log1p(counts)  # [n_items]
+        return bias - bias[1:].mean()
 
     @property
     def uses_lightweight(self):
