@@ -123,6 +123,9 @@ def apply():
     check_versions()
     patch_checkpoint_loading()
     patch_collector()
+    from recbole_hymirec.metrics import register_metrics
+
+    register_metrics()
     _applied = True
 
 

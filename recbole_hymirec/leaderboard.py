@@ -68,10 +68,10 @@ def model_files(specs):
 
 
 def split_model_list(text):
-    """``"A,B(x=1,y=2),C"`` -> ``["A", "B(x=1,y=2)", "C"]`` (commas inside brackets kept)."""
+    """``"A,B(x=1,y=[p,q]),C"`` -> ``["A", "B(x=1,y=[p,q])", "C"]`` (commas inside brackets kept)."""
     entries, depth, current = [], 0, ""
     for char in text:
-        depth += (char == "(") - (char == ")")
+        depth += (char in "([{") - (char in ")]}")
         if char == "," and depth == 0:
             entries.append(current.strip())
             current = ""
@@ -88,10 +88,11 @@ def parse_entry(entry):
         return entry, []
     if not rest.endswith(")") or not model.strip():
         raise SystemExit(f"error: model entry {entry!r}: write MODEL or MODEL(key=value,...)")
-    pairs = [p.strip() for p in rest[:-1].split(",") if p.strip()]
+    pairs = split_model_list(rest[:-1])
     bad = [p for p in pairs if "=" not in p]
     if bad:
-        raise SystemExit(f"error: model entry {entry!r}: {bad[0]!r} is not key=value")
+        raise SystemExit(f"error: model entry {entry!r}: {bad[0]!r} is not key=value. Fix: "
+                         "write MODEL(key=value,key=value)")
     return model.strip(), [f"--{p}" for p in pairs]
 
 
@@ -100,6 +101,17 @@ def _echo_and_keep(stream, sink, kept):
         sink.write(line)
         sink.flush()
         kept.append(line)
+
+
+def _override_key(override):
+    return override.split("=", 1)[0]
+
+
+def merge_overrides(shared, own):
+    """Shared ``--key=value`` overrides, with a variant's own value winning for its keys
+    (RecBole refuses a key given twice on the command line)."""
+    own_keys = {_override_key(o) for o in own}
+    return [o for o in shared if _override_key(o) not in own_keys] + list(own)
 
 
 def _cli_path():
@@ -367,7 +379,7 @@ def main(argv=None):
     for name in split_model_list(args.models):
         model, own_overrides = parse_entry(name)
         command = build_command(model, args.dataset, shared + per_model.get(model, []),
-                                overrides + own_overrides)
+                                merge_overrides(overrides, own_overrides))
         old = kept.get(name)
         if old and old.get("status") == "ok" and not args.force:
             if old.get("command") == command[1:]:

@@ -5,7 +5,8 @@
   centred content-LLM item embeddings of stage 1 (raw causal-LM states are anisotropic, so
   without centring every pair would look alike). 0 = k copies of one item, 1 = unrelated.
 
-``register_metrics`` adds the classes to RecBole's registries, so ``metrics: [..., ILD]``
+``register_metrics`` (run on ``import recbole_hymirec``) adds the classes to RecBole's
+registries, so ``metrics: [..., ILD]``
 works in any YAML and for any model (SASRec too) run through the plugin's entry points;
 ``attach_metric_data`` hands the evaluator the item embeddings the metric reads.
 """
@@ -16,6 +17,8 @@ import yaml
 from recbole.evaluator import register as recbole_register
 from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
+
+from recbole_hymirec.errors import ConfigError
 
 ITEM_CONTENT_KEY = "data.item_content"
 STAGE1_DEFAULTS_FILE = os.path.join("model", "HyMiRec.yaml")
@@ -38,13 +41,19 @@ class ILD(AbstractMetric):
 
     def calculate_metric(self, dataobject):
         items = dataobject.get("rec.items")  # [U, max_k]
+        if ITEM_CONTENT_KEY not in dataobject:
+            raise ConfigError(
+                "ILD needs the items' content embeddings in the evaluator. Fix: train and "
+                "evaluate through recbole_hymirec's entry points, or call "
+                "recbole_hymirec.metrics.attach_metric_data(trainer, config, dataset, model) "
+                "on your own trainer first.")
         content = dataobject.get(ITEM_CONTENT_KEY)  # [n_items, D]
         unit = torch.nn.functional.normalize(content.float(), dim=-1)  # [n_items, D]
         return {f"ild@{k}": round(intra_list_distance(items[:, :k], unit), self.decimal_place)
                 for k in self.topk}
 
 
-def intra_list_distance(items, unit_embeddings, chunk=4096):
+def intra_list_distance(items, unit_embeddings, chunk=512):
     """Mean over rows of the mean pairwise ``1 - cos`` among each row's items (``[U, k]``)."""
     k = items.shape[1]
     if k < 2 or items.shape[0] == 0:

@@ -48,10 +48,10 @@ BUDGET_KEYS = ("epochs", "train_batch_size", "learning_rate", "MAX_ITEM_LIST_LEN
 
 def dataset_statistics(dataset):
     """Counts of the loaded dataset (after RecBole's filtering), padding ids excluded."""
-    return {"users": dataset.user_num - 1, "items": dataset.item_num - 1,
-            "interactions": dataset.inter_num,
+    users, items = dataset.user_num - 1, dataset.item_num - 1
+    return {"users": users, "items": items, "interactions": dataset.inter_num,
             "interactions_per_user": round(float(dataset.avg_actions_of_users), 2),
-            "sparsity": round(float(dataset.sparsity), 5)}
+            "sparsity": round(1.0 - dataset.inter_num / (users * items), 5)}
 
 
 def model_property_files(model):

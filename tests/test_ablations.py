@@ -99,6 +99,7 @@ def test_every_variant_trains(assets, overrides):
     ({"refiner_reads": "everything"}, "refiner_reads='everything' is not one of ['hybrid', 'full_history']"),
     ({"long_history_input": "bits"}, "long_history_input='bits' is not one of ['codes', 'raw']"),
     ({"item_bias_init": "ones"}, "item_bias_init='ones' is not one of ['zeros', 'popularity']"),
+    ({"item_bias": "no"}, "item_bias='no' must be true or false"),
     ({"refiner_reads": "full_history", "use_long_history": False},
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
 ])

@@ -1,4 +1,5 @@
 """HyMiRecDataset: long history and target window never leak, memory is per user."""
+import collections
 import csv
 import os
 from collections import defaultdict
@@ -129,3 +130,13 @@ def test_long_history_shorter_than_recent_window_is_refused(tiny_data_path):
     with pytest.raises(ConfigError, match=r"long_seq_len=2 is shorter than the recent window "
                                           r"MAX_ITEM_LIST_LENGTH=3\. Fix: set long_seq_len >= 3"):
         HyMiRecDataset(_config(tiny_data_path, long_seq_len=2))
+
+
+def test_strided_training_split_counts_popularity_over_every_prefix(tiny_data_path):
+    """Popularity metrics and the popularity prior read item_counter: striding must not
+    shrink it, or HyMiRec's AveragePopularity would not be comparable with the baselines'."""
+    full = HyMiRecDataset(_config(tiny_data_path)).build()[0]
+    strided = HyMiRecDataset(_config(tiny_data_path, train_stride=3)).build()[0]
+    kept_rows = collections.Counter(strided.inter_feat["item_id"].tolist())
+    assert sum(kept_rows.values()) < sum(full.item_counter.values())
+    assert strided.item_counter == full.item_counter

@@ -37,7 +37,7 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     for ext in ("csv", "md", "png", "json"):
         assert os.path.getsize(f"tmp/tiny.{ext}") > 0
     assert not [f for f in os.listdir("tmp") if f.endswith(".tmp")]  # no temp files left
-    assert os.stat("tmp/tiny.md").st_mode & 0o044  # readable by others, unlike mkstemp's 0600
+    assert os.stat("tmp/tiny.md").st_mode & 0o004  # readable by others, unlike mkstemp's 0600
 
     with open("tmp/tiny.csv") as f:
         rows = list(csv.DictReader(f))
@@ -83,6 +83,10 @@ def test_model_entries_with_overrides():
     assert entries == ["HyMiRec", "HyMiRec(n_interests=1,dmil_window=1)", "SASRec"]
     assert leaderboard.parse_entry(entries[1]) == ("HyMiRec", ["--n_interests=1", "--dmil_window=1"])
     assert leaderboard.parse_entry("SASRec") == ("SASRec", [])
+    assert leaderboard.parse_entry("HyMiRec(lora_target_modules=[q_proj,v_proj],lora_r=4)") == (
+        "HyMiRec", ["--lora_target_modules=[q_proj,v_proj]", "--lora_r=4"])
+    assert leaderboard.merge_overrides(["--epochs=3", "--seed=1"], ["--epochs=8"]) == [
+        "--seed=1", "--epochs=8"]
 
 
 def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, capsys):

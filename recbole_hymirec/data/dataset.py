@@ -145,8 +145,18 @@ class HyMiRecDataset(SequentialDataset):
         self.user_history.set_train_end(train.inter_feat[self.uid_field],
                                         train.inter_feat[TARGET_POSITION_FIELD])
         if self.train_stride > 1:
-            datasets[0] = train.copy(train.inter_feat[self._stride_mask(train.inter_feat)])
+            strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat)])
+            strided._unstrided_item_counter = train.item_counter
+            datasets[0] = strided
         return datasets
+
+    @property
+    def item_counter(self):
+        """Item counts of the training split. A strided copy reports the counts of every
+        training prefix, not of the rows it kept: RecBole's popularity metrics read this
+        counter, and they must count popularity the same way for every model."""
+        unstrided = getattr(self, "_unstrided_item_counter", None)
+        return unstrided if unstrided is not None else super().item_counter
 
     def _stride_mask(self, inter_feat):
         """Keep every ``train_stride``-th training prefix, counted back from the last one."""

@@ -122,12 +122,15 @@ class HyMiRec(SequentialRecommender):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
                                   f"Fix: --{key}={allowed[0]} (the default).")
-        if not isinstance(self.use_long_history, bool):
-            raise ConfigError(f"use_long_history={self.use_long_history!r} must be True or "
-                              "False. Fix: --use_long_history=False")
+        for key in ("use_long_history", "use_item_bias"):
+            if not isinstance(getattr(self, key), bool):
+                name = "item_bias" if key == "use_item_bias" else key
+                raise ConfigError(f"{name}={getattr(self, key)!r} must be True or False. "
+                                  f"Fix: --{name}=True or --{name}=False")
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
-                              "use_long_history=False drops it. Fix: keep one of the two.")
+                              "use_long_history=False drops it. Fix: --refiner_reads=hybrid "
+                              "(no long history) or --use_long_history=True (LLM reads it).")
 
     def _initial_item_bias(self, dataset):
         """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
