@@ -51,6 +51,8 @@ def build_parser():
                         help="MODEL=file.yaml: extra files for one model (repeatable)")
     parser.add_argument("--out", default="results",
                         help="folder for DATASET.{csv,md,png,json} (default: results)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a remark for the page's Note section (repeatable)")
     parser.add_argument("--force", action="store_true",
                         help="re-run models that already have an ok row in DIR/DATASET.json")
     return parser
@@ -286,7 +288,7 @@ def _hyper_parameter_section(rows, per_model):
     return lines + [""]
 
 
-def render_markdown(rows, dataset, command_line, shared, per_model):
+def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
     device = _first(rows, "device") or "-"
     lines = [f"# Leaderboard: {dataset}", "",
              "Produced by:", "", "```", command_line, "```", "",
@@ -306,6 +308,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model):
               "start-up, data loading and (for HyMiRec) stage 1, and depends on the machine. "
               "Rows kept from an earlier invocation (see `DATASET.json`) were produced by the "
               "command shown for that row.", ""]
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     return "\n".join(lines)
 
 
@@ -354,10 +357,11 @@ def render_png(rows, dataset):
     return buf.getvalue()
 
 
-def write_page(out_dir, dataset, rows, command_line, shared, per_model):
+def write_page(out_dir, dataset, rows, command_line, shared, per_model, notes=()):
     base = os.path.join(out_dir, dataset)
     write_atomic(base + ".csv", render_csv(rows))
-    write_atomic(base + ".md", render_markdown(rows, dataset, command_line, shared, per_model))
+    write_atomic(base + ".md", render_markdown(rows, dataset, command_line, shared, per_model,
+                                               notes))
     png = render_png(rows, dataset)
     if png is not None:
         write_atomic(base + ".png", png)
@@ -395,7 +399,7 @@ def main(argv=None):
         kept[name] = row
         write_atomic(store, json.dumps(list(kept.values()), indent=1) + "\n")  # resumable
     print(f"\nTest metrics on {args.dataset} (full ranking)\n{format_table(rows)}")
-    write_page(args.out, args.dataset, rows, command_line, shared, per_model)
+    write_page(args.out, args.dataset, rows, command_line, shared, per_model, args.note)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

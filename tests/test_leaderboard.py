@@ -101,7 +101,7 @@ def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, cap
         settings.pop(key)
     overrides = [f"--{k}={json.dumps(v)}" for k, v in settings.items()]
     models = "SASRec,GRU4Rec,HyMiRec(use_long_history=False)"
-    assert leaderboard.main(["-d", "tiny", "-m", models, "--out", "page",
+    assert leaderboard.main(["-d", "tiny", "-m", models, "--out", "page", "--note", "tiny run",
                              "--config_files", str(protocol), *overrides]) == 0
     capsys.readouterr()
 
@@ -117,6 +117,7 @@ def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, cap
     assert "| users | items | interactions |" in md and "| 40 | 30 |" in md
     assert protocol.read_text().splitlines()[0] in md  # the protocol, verbatim
     assert "(overrides: `--use_long_history=False`)" in md
+    assert md.rstrip().endswith("- tiny run")
     assert "`n_interests=2`" in md and "`hidden_size=" in md  # HyMiRec's and SASRec's settings
     kept = json.load(open("page/tiny.json"))
     ablation = kept[2]["result"]
