@@ -85,3 +85,15 @@ def tiny_hymirec_settings(data_path, llm_path, **overrides):
     )
     settings.update(overrides)
     return settings
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """``(data_path, llm_path, cache_dir)`` for HyMiRec tests: the tiny dataset, a tiny
+    random Llama and a cache folder, shared by the tests of one module."""
+    from tiny_llm import make_tiny_llm
+
+    root = tmp_path_factory.mktemp("hymirec")
+    write_tiny_dataset(str(root / "data"))
+    make_tiny_llm(str(root / "llm"), arch="llama")
+    return str(root / "data"), str(root / "llm"), str(root / "cache")

@@ -5,19 +5,10 @@ import pytest
 import torch
 from recbole.data import data_preparation
 
-from conftest import tiny_hymirec_settings, write_tiny_dataset
-from tiny_llm import make_tiny_llm
+from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.utils import create_dataset, get_model
-
-
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ablations")
-    write_tiny_dataset(str(root / "data"))
-    make_tiny_llm(str(root / "llm"), arch="llama")
-    return str(root / "data"), str(root / "llm"), str(root / "cache")
 
 
 def _build(assets, **overrides):

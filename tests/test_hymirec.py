@@ -19,14 +19,6 @@ EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hymirec")
-    write_tiny_dataset(str(root / "data"))
-    make_tiny_llm(str(root / "llm"), arch="llama")
-    return str(root / "data"), str(root / "llm"), str(root / "cache")
-
-
-@pytest.fixture(scope="module")
 def built(assets):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
