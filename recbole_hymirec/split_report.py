@@ -1,0 +1,116 @@
+"""Training-free reference scores on a protocol's valid and test rows: prints numbers.
+
+    python -m recbole_hymirec.split_report -d ml-100k [--config_files ...] [--k 10] [--key=value ...]
+
+Prints one line ``SPLIT {json}`` with, for the valid rows and the test rows, NDCG@k of two
+scorers that learn nothing, ranking every item as the leaderboard does:
+
+* ``popularity``: each item's interaction count in the training split;
+* ``content_last_item``: cosine between the centred content embedding of the row's most recent
+  item and every other item (the recent item itself is left out);
+
+plus ``cos_last_item_target``, the mean cosine between the most recent item and the target, and
+each reference's test/valid ratio. A model that leans on content (HyMiRec) and one that leans on
+item popularity (ID embeddings) move apart from valid to test when these references do: compare
+a model's test/valid ratio with theirs before reading it as over-fitting or leakage.
+"""
+import argparse
+import json
+import sys
+
+import torch
+
+from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
+
+MODEL = "HyMiRec"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files")
+    parser.add_argument("--k", type=int, default=10, help="NDCG cut-off (default: 10)")
+    return parser
+
+
+def ndcg_at_k(scores, targets, k):
+    """Mean NDCG@k of one target per row ``scores [B, n_items]``, ``targets [B]``; column 0 is
+    padding and never ranked; ties are resolved in the target's favour."""
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    target_scores = scores.gather(1, targets.unsqueeze(1))  # [B, 1]
+    ranks = (scores > target_scores).sum(1).float()  # [B] 0 = first
+    gains = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks))
+    return gains.mean().item()
+
+
+def training_counts(train_dataset, n_items):
+    """Interactions per item in the training split ``[n_items]``."""
+    counts = torch.zeros(n_items)
+    for item, count in train_dataset.item_counter.items():
+        counts[int(item)] = count
+    return counts
+
+
+def last_items(split_dataset):
+    """Each row's most recent history item ``[B]`` and its target ``[B]``."""
+    feat = split_dataset.inter_feat
+    sequences, lengths = feat[split_dataset.item_id_list_field], feat[split_dataset.item_list_length_field]
+    rows = torch.arange(len(sequences))
+    return sequences[rows, lengths - 1], feat[split_dataset.iid_field]
+
+
+def split_references(split_dataset, counts, unit_embeddings, k):
+    """The two reference NDCG@k and the recent-item/target cosine on one split's rows."""
+    recent, targets = last_items(split_dataset)
+    content = unit_embeddings[recent] @ unit_embeddings.T  # [B, n_items]
+    content[torch.arange(len(recent)), recent] = float("-inf")
+    popularity = counts.unsqueeze(0).expand(len(targets), -1)  # [B, n_items]
+    return {"rows": len(targets),
+            f"popularity_ndcg@{k}": round(ndcg_at_k(popularity, targets, k), 4),
+            f"content_last_item_ndcg@{k}": round(ndcg_at_k(content, targets, k), 4),
+            "cos_last_item_target": round(
+                (unit_embeddings[recent] * unit_embeddings[targets]).sum(1).mean().item(), 4)}
+
+
+def test_over_valid(valid, test, k):
+    return {name: round(test[name] / valid[name], 3) if valid[name] else None
+            for name in (f"popularity_ndcg@{k}", f"content_last_item_ndcg@{k}")}
+
+
+def run_split_report(dataset_name, config_files, k):
+    from recbole.data import data_preparation
+
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.model.item_codes import content_embeddings
+    from recbole_hymirec.utils import create_dataset
+
+    config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
+                    config_dict={"show_progress": False})
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    embeddings, _ = content_embeddings(config, dataset)
+    unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)  # [n_items, D]
+    counts = training_counts(train_data._dataset, dataset.item_num)
+    report = {"dataset": dataset_name, "k": k,
+              "valid": split_references(valid_data._dataset, counts, unit_embeddings, k),
+              "test": split_references(test_data._dataset, counts, unit_embeddings, k)}
+    report["test_over_valid"] = test_over_valid(report["valid"], report["test"], k)
+    return report
+
+
+def main(argv=None):
+    args, extra = build_parser().parse_known_args(argv)
+    hand_overrides_to_recbole(extra)
+    config_files = args.config_files.split() if args.config_files else None
+
+    def job():
+        report = run_split_report(args.dataset, config_files, args.k)
+        print("SPLIT " + json.dumps(report, sort_keys=True))
+        return 0
+
+    return run_reporting_user_errors(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
