@@ -44,8 +44,19 @@ class HyMiRecTrainer(Trainer):
                          + f": {slim / 2**20:.1f} MiB of weights (full state {full / 2**20:.1f} MiB)")
 
     def _build_optimizer(self, **kwargs):
-        kwargs.setdefault("params", [p for p in self.model.parameters() if p.requires_grad])
+        kwargs.setdefault("params", self._parameter_groups())
         return super()._build_optimizer(**kwargs)
+
+    def _parameter_groups(self):
+        """The trainable parameters; the item bias in a group of its own when ``item_bias_lr``
+        is set (Adam moves each parameter about ``lr`` per step: at 1e-3 a bias needs thousands
+        of steps to span the ~6 of log-popularity between rare and popular items)."""
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        bias = getattr(self.model, "item_bias", None)
+        if bias is None or self.config["item_bias_lr"] is None:
+            return trainable
+        return [{"params": [p for p in trainable if p is not bias]},
+                {"params": [bias], "lr": self.config["item_bias_lr"]}]
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

@@ -8,17 +8,22 @@ from recbole.data import data_preparation
 from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.trainer import HyMiRecTrainer
 from recbole_hymirec.utils import create_dataset, get_model
 
 
-def _build(assets, **overrides):
+def _build_with_config(assets, **overrides):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
     config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path, **overrides))
     train, _, test = data_preparation(config, create_dataset(config))
     torch.manual_seed(0)
     model = get_model("HyMiRec")(config, train._dataset)
-    return model, next(iter(train)), next(iter(test))[0]
+    return config, model, next(iter(train)), next(iter(test))[0]
+
+
+def _build(assets, **overrides):
+    return _build_with_config(assets, **overrides)[1:]
 
 
 def _llm_context_widths(model, batch):
@@ -91,6 +96,7 @@ def test_every_variant_trains(assets, overrides):
     ({"long_history_input": "bits"}, "long_history_input='bits' is not one of ['codes', 'raw']"),
     ({"item_bias_init": "ones"}, "item_bias_init='ones' is not one of ['zeros', 'popularity']"),
     ({"item_bias": "no"}, "item_bias='no' must be true or false"),
+    ({"item_bias": True, "item_bias_lr": -0.1}, "item_bias_lr=-0.1 must be a number > 0"),
     ({"refiner_reads": "full_history", "use_long_history": False},
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
 ])
@@ -116,6 +122,27 @@ def test_item_bias_enters_training_and_ranking(assets):
         assert torch.allclose(after[:, others], before[:, others])
         assert (model.recommend_topk(test_batch, 3)[:, 0] == 5).all()  # the boosted item leads
         assert model.predict(_with_item(test_batch, 5)).allclose(after[:, 5], atol=1e-4)
+
+
+def test_item_bias_lr_gives_the_bias_its_own_step_size(assets):
+    config, model, batch, _ = _build_with_config(assets, item_bias=True, item_bias_lr=0.5)
+    trainer = HyMiRecTrainer(config, model)
+    others, bias_group = trainer.optimizer.param_groups
+    assert bias_group["params"] == [model.item_bias] and bias_group["lr"] == 0.5
+    assert others["lr"] == config["learning_rate"]
+    assert all(p is not model.item_bias for p in others["params"])
+    start = model.item_bias.detach().clone()
+    sum(model.calculate_loss(batch)).backward()
+    trainer.optimizer.step()
+    # Adam's first step moves every parameter with a gradient by about its group's lr
+    moved = (model.item_bias.detach() - start).abs()
+    assert moved.max() == pytest.approx(0.5, rel=0.01)
+
+
+def test_without_item_bias_lr_one_group_trains_everything(assets):
+    config, model, _, _ = _build_with_config(assets, item_bias=True)
+    groups = HyMiRecTrainer(config, model).optimizer.param_groups
+    assert len(groups) == 1 and any(p is model.item_bias for p in groups[0]["params"])
 
 
 def _with_item(batch, item):

@@ -56,6 +56,7 @@ class HyMiRec(SequentialRecommender):
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
         self.item_bias_init = config["item_bias_init"]
+        self.item_bias_lr = config["item_bias_lr"]
         self.loss_type = config["loss_type"]
         self.llm_num_layers = config["llm_num_layers"]
         self.use_long_history = config["use_long_history"]
@@ -122,6 +123,10 @@ class HyMiRec(SequentialRecommender):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
                                   f"Fix: --{key}={allowed[0]} (the default).")
+        if self.item_bias_lr is not None and not (
+                isinstance(self.item_bias_lr, (int, float)) and self.item_bias_lr > 0):
+            raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
+                              "for the learner's learning_rate. Fix: --item_bias_lr=0.05")
         # booleans need no check here: the plugin's Config refuses a value of the wrong kind
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
