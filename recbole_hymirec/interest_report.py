@@ -1,0 +1,110 @@
+"""How personal are a trained HyMiRec's interests? Prints numbers, asserts nothing.
+
+    python -m recbole_hymirec.interest_report saved/HyMiRec-....pth [--rows 256] [--k 10]
+
+Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``INTERESTS {json}``:
+
+* ``cross_user_cos``: for each interest query, the mean cosine between the interests it gives
+  different users (near 1 = the query ignores the user: a collapsed interest);
+* ``within_user_cos``: mean cosine between a user's own K interests (near 1 = one interest K
+  times);
+* ``swapped_history_cos``: mean cosine between a user's interests and those computed from
+  another user's history (the row's own history shuffled across the batch): how much the
+  history moves the interests;
+* ``logit_std``: per-user standard deviation over the items of the ranking logit
+  ``scale · cos`` (small = a flat softmax), with ``logit_scale`` and ``item_bias_std``;
+* ``distinct_topk_items``: distinct items in the rows' top-k lists.
+"""
+import argparse
+import json
+import sys
+
+import torch
+from recbole.data.interaction import Interaction, cat_interactions
+from torch.nn.functional import normalize
+
+from recbole_hymirec.cli import run_reporting_user_errors
+from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a HyMiRec checkpoint written by a training run")
+    parser.add_argument("--rows", type=int, default=256, help="valid rows to read (default: 256)")
+    parser.add_argument("--k", type=int, default=10, help="top-k cut-off (default: 10)")
+    return parser
+
+
+def mean_off_diagonal(similarity):
+    """Mean of a square ``[..., n, n]`` matrix without its diagonal."""
+    n = similarity.shape[-1]
+    off = ~torch.eye(n, dtype=torch.bool, device=similarity.device)
+    return similarity[..., off].mean().item()
+
+
+def cross_user_cos(interests):
+    """Per interest query, the mean cosine between different users' interests ``[K]``."""
+    unit = normalize(interests, dim=-1).transpose(0, 1)  # [K, B, d]
+    return [round(mean_off_diagonal(q @ q.T), 4) for q in unit]
+
+
+def within_user_cos(interests):
+    unit = normalize(interests, dim=-1)  # [B, K, d]
+    return round(mean_off_diagonal(unit @ unit.transpose(1, 2)), 4)
+
+
+def with_histories_of(batch, model, order):
+    """The batch with every row's history (recent window + long-history index) taken from
+    row ``order[i]``; the rest of the row is its own."""
+    moved = (model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.USER_ID, TARGET_POSITION_FIELD)
+    return Interaction({field: values[order] if field in moved else values
+                        for field, values in batch.interaction.items()})
+
+
+def interest_report(model, batch, k):
+    model.eval()
+    with torch.no_grad():
+        interests, _ = model.forward(batch)  # [B, K, d]
+        order = torch.roll(torch.arange(len(interests)), 1)  # every row gets another row's history
+        swapped, _ = model.forward(with_histories_of(batch, model, order))  # [B, K, d]
+        scale = model.dmil.logit_scale()
+        items = normalize(model.item_embeddings(), dim=-1)[1:]  # [n_items - 1, d]
+        logits = scale * torch.einsum("bkd,nd->bkn", normalize(interests, dim=-1), items).max(1).values
+        top = model.full_sort_predict(batch)[:, 1:].topk(k, dim=1).indices  # [B, k]
+    return {"rows": len(interests), "cross_user_cos": cross_user_cos(interests),
+            "within_user_cos": within_user_cos(interests),
+            "swapped_history_cos": round((normalize(interests, dim=-1)
+                                          * normalize(swapped, dim=-1)).sum(-1).mean().item(), 4),
+            "logit_std": round(logits.std(1).mean().item(), 4),
+            "logit_scale": round(scale.item(), 4),
+            "item_bias_std": None if model.item_bias is None
+            else round(model.item_bias[1:].std().item(), 4),
+            f"distinct_top{k}_items": int(top.unique().numel())}
+
+
+def first_valid_rows(valid_data, n, device):
+    """The first ``n`` valid rows as one interaction (full-sort batches are tuples)."""
+    rows = []
+    for batch in valid_data:
+        rows.append(batch[0] if isinstance(batch, tuple) else batch)
+        if sum(len(r) for r in rows) >= n:
+            break
+    return cat_interactions(rows)[:n].to(device)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+
+    def job():
+        from recbole_hymirec.quick_start import load_data_and_model
+
+        config, model, _, _, valid_data, _ = load_data_and_model(args.checkpoint)
+        batch = first_valid_rows(valid_data, args.rows, config["device"])
+        print("INTERESTS " + json.dumps(interest_report(model, batch, args.k), sort_keys=True))
+        return 0
+
+    return run_reporting_user_errors(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
