@@ -53,3 +53,28 @@ def test_baseline_gets_diversity_metrics_from_stage1_embeddings(tiny_data_path, 
     assert result["dataset_statistics"]["users"] == 40 and result["dataset_statistics"]["items"] == 30
     hyper = result["hyper_parameters"]
     assert hyper["hidden_size"] == TINY_RUN["hidden_size"] and hyper["epochs"] == 1  # SASRec.yaml + budget
+
+
+def test_ild_space_is_the_centred_embeddings_even_when_the_model_whitens(assets):
+    import os
+
+    from recbole.data import data_preparation
+
+    from conftest import tiny_hymirec_settings
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.metrics import item_content_embeddings
+    from recbole_hymirec.model.item_codes import content_embeddings
+    from recbole_hymirec.utils import create_dataset, get_model
+
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
+        data_path, llm_path, whiten_embeddings=True))
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    model = get_model("HyMiRec")(config, train._dataset)
+    centred, _ = content_embeddings(Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
+        data_path, llm_path)), dataset)
+    measured = item_content_embeddings(config, dataset, model)
+    assert not torch.allclose(model.item_content, centred, atol=1e-4)  # the model whitened
+    assert torch.allclose(measured, centred)
