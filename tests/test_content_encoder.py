@@ -234,6 +234,16 @@ def _anisotropic(n=64, d=16, seed=0):
     return torch.randn(n, d, generator=gen) * 0.3 + 5.0 * torch.ones(d)  # one dominant direction
 
 
+def test_variance_shares_see_one_dominant_direction_and_whitening_flattens_it():
+    gen = torch.Generator().manual_seed(0)
+    spread = torch.randn(200, 16, generator=gen) * 0.1
+    spread[:, 0] *= 30.0  # one direction carries almost all the variance
+    shares = ce.variance_shares(spread, tops=(1, 4))
+    assert shares["variance_share_top1"] > 0.9 and shares["variance_share_top4"] <= 1.0
+    white, _, _ = ce.whiten(spread)
+    assert ce.variance_shares(white, tops=(1,))["variance_share_top1"] < 0.1  # ~1/16 each
+
+
 def test_centring_removes_the_common_direction():
     emb = _anisotropic()
     assert ce.mean_pairwise_cosine(emb) > 0.9

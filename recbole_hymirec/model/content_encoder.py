@@ -384,6 +384,16 @@ def whiten(emb, eps=1e-5, dim=None):
     return white.to(emb.dtype), mean.to(emb.dtype), transform.to(emb.dtype)
 
 
+def variance_shares(emb, tops=(1, 10)):
+    """Share of the variance of ``emb`` ``[n, D]`` held by its top principal directions, e.g.
+    ``{"variance_share_top1": 0.35, "variance_share_top10": 0.78}`` (an anisotropy diagnostic:
+    near 1 = items differ along few directions)."""
+    centred, _ = center_embeddings(emb.double())
+    power = torch.linalg.svdvals(centred) ** 2  # [min(n, D)] descending
+    total = power.sum().clamp_min(1e-12)
+    return {f"variance_share_top{k}": round(float(power[:k].sum() / total), 4) for k in tops}
+
+
 def mean_pairwise_cosine(emb):
     """Mean cosine over distinct pairs of rows (an anisotropy diagnostic)."""
     unit = nn.functional.normalize(emb.float(), dim=-1)  # [n, D]

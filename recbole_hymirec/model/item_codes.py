@@ -18,7 +18,7 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.codebook import CosineResidualCodebook
 from recbole_hymirec.model.content_encoder import (UNKNOWN_ITEM_TEXT, ContentEncoder,
                                                    cached_item_embeddings, center_embeddings,
-                                                   read_item_texts, whiten)
+                                                   read_item_texts, variance_shares, whiten)
 from recbole_hymirec.model.encoder_finetune import finetune_encoder, next_item_pairs
 from recbole_hymirec.model.llm import cache_root, llm_identity, load_causal_lm, resolve_llm_path
 
@@ -197,6 +197,7 @@ def build_item_codes(config, dataset, llm=None):
     codebook_seconds = time.time() - start
 
     stats = codebook.stats(embeddings[1:], codes[1:])
+    stats.update(variance_shares(embeddings[1:]))  # of the embeddings the model uses
     stats.update(llm=str(config["llm_path"] or "smollm2 (packaged)"), cache_hit=cache_hit,
                  embed_seconds=round(embed_seconds, 3),
                  codebook_seconds=round(codebook_seconds, 3))
