@@ -14,7 +14,6 @@ on CUDA too (``device`` names it):
 On a CPU pass ``--config_files properties/hymirec_cpu.yaml`` (the 4-layer refiner).
 """
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -22,7 +21,7 @@ import time
 
 import torch
 
-from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 
 MODEL = "HyMiRec"
 
@@ -200,16 +199,7 @@ def run_bench(args, config_files):
 
 
 def main(argv=None):
-    args, extra = build_parser().parse_known_args(argv)
-    hand_overrides_to_recbole(extra)
-    config_files = args.config_files.split() if args.config_files else None
-
-    def job():
-        report = run_bench(args, config_files)
-        print("BENCH " + json.dumps(report, sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "BENCH", run_bench)
 
 
 if __name__ == "__main__":

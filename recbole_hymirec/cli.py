@@ -1,4 +1,5 @@
 """What every command line of the plugin shares: ``--key=value`` overrides, one-line errors."""
+import json
 import sys
 
 
@@ -37,3 +38,22 @@ def run_reporting_user_errors(job):
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def run_report_command(parser, argv, tag, make_report, overrides=True):
+    """The body of a report command: parse ``argv`` (with ``overrides``, what argparse leaves
+    must be ``--key=value`` and goes to RecBole), print one line ``TAG {json}`` of
+    ``make_report(args, config_files)``; a user error is one line and exit code 2."""
+    if overrides:
+        args, extra = parser.parse_known_args(argv)
+        hand_overrides_to_recbole(extra)
+    else:
+        args = parser.parse_args(argv)
+    files = getattr(args, "config_files", None)
+    config_files = files.split() if files else None
+
+    def job():
+        print(f"{tag} " + json.dumps(make_report(args, config_files), sort_keys=True))
+        return 0
+
+    return run_reporting_user_errors(job)

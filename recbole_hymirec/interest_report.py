@@ -16,14 +16,13 @@ Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``I
 * ``distinct_topk_items``: distinct items in the rows' top-k lists.
 """
 import argparse
-import json
 import sys
 
 import torch
 from recbole.data.interaction import Interaction, cat_interactions
 from torch.nn.functional import normalize
 
-from recbole_hymirec.cli import run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
 
 
@@ -82,6 +81,13 @@ def interest_report(model, batch, k):
             f"distinct_top{k}_items": int(top.unique().numel())}
 
 
+def checkpoint_report(args, _config_files=None):
+    from recbole_hymirec.quick_start import load_data_and_model
+
+    config, model, _, _, valid_data, _ = load_data_and_model(args.checkpoint)
+    return interest_report(model, first_valid_rows(valid_data, args.rows, config["device"]), args.k)
+
+
 def first_valid_rows(valid_data, n, device):
     """The first ``n`` valid rows as one interaction (full-sort batches are tuples)."""
     rows = []
@@ -93,17 +99,8 @@ def first_valid_rows(valid_data, n, device):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-
-    def job():
-        from recbole_hymirec.quick_start import load_data_and_model
-
-        config, model, _, _, valid_data, _ = load_data_and_model(args.checkpoint)
-        batch = first_valid_rows(valid_data, args.rows, config["device"])
-        print("INTERESTS " + json.dumps(interest_report(model, batch, args.k), sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "INTERESTS", checkpoint_report,
+                              overrides=False)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ item popularity (ID embeddings) move apart from valid to test when these referen
 a model's test/valid ratio with theirs before reading it as over-fitting or leakage.
 """
 import argparse
-import json
 import sys
 
 import torch
 
-from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 
 MODEL = "HyMiRec"
 
@@ -42,14 +41,6 @@ def ndcg_at_k(scores, targets, k):
     ranks = (scores > target_scores).sum(1).float()  # [B] 0 = first
     gains = torch.where(ranks < k, 1.0 / torch.log2(ranks + 2.0), torch.zeros_like(ranks))
     return gains.mean().item()
-
-
-def training_counts(train_dataset, n_items):
-    """Interactions per item in the training split ``[n_items]``."""
-    counts = torch.zeros(n_items)
-    for item, count in train_dataset.item_counter.items():
-        counts[int(item)] = count
-    return counts
 
 
 def last_items(split_dataset):
@@ -82,6 +73,7 @@ def run_split_report(dataset_name, config_files, k):
     from recbole.data import data_preparation
 
     from recbole_hymirec.config import Config
+    from recbole_hymirec.data.dataset import training_item_counts
     from recbole_hymirec.model.item_codes import content_embeddings
     from recbole_hymirec.utils import create_dataset
 
@@ -91,7 +83,7 @@ def run_split_report(dataset_name, config_files, k):
     train_data, valid_data, test_data = data_preparation(config, dataset)
     embeddings, _ = content_embeddings(config, dataset)
     unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)  # [n_items, D]
-    counts = training_counts(train_data._dataset, dataset.item_num)
+    counts = training_item_counts(train_data._dataset)  # [n_items]
     report = {"dataset": dataset_name, "k": k,
               "valid": split_references(valid_data._dataset, counts, unit_embeddings, k),
               "test": split_references(test_data._dataset, counts, unit_embeddings, k)}
@@ -100,16 +92,8 @@ def run_split_report(dataset_name, config_files, k):
 
 
 def main(argv=None):
-    args, extra = build_parser().parse_known_args(argv)
-    hand_overrides_to_recbole(extra)
-    config_files = args.config_files.split() if args.config_files else None
-
-    def job():
-        report = run_split_report(args.dataset, config_files, args.k)
-        print("SPLIT " + json.dumps(report, sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "SPLIT",
+                              lambda args, files: run_split_report(args.dataset, files, args.k))
 
 
 if __name__ == "__main__":

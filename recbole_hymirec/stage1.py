@@ -8,10 +8,9 @@ recon_cos_min, full_code_collisions, max_cluster_share, embed_seconds, codebook_
 cache_hit (and a few more diagnostics).
 """
 import argparse
-import json
 import sys
 
-from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 
 MODEL = "HyMiRec"
 
@@ -42,16 +41,8 @@ def run_stage1(dataset, config_file_list=None, config_dict=None):
 
 
 def main(argv=None):
-    args, extra = build_parser().parse_known_args(argv)
-    hand_overrides_to_recbole(extra)
-    config_files = args.config_files.split() if args.config_files else None
-
-    def job():
-        stats = run_stage1(args.dataset, config_files)
-        print("STAGE1 " + json.dumps(stats, sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "STAGE1",
+                              lambda args, files: run_stage1(args.dataset, files))
 
 
 if __name__ == "__main__":

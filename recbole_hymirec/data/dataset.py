@@ -25,6 +25,14 @@ from recbole_hymirec.errors import ConfigError
 TARGET_POSITION_FIELD = "target_position"
 
 
+def training_item_counts(train_dataset):
+    """Interactions per item id in a training split ``[item_num]`` (row 0, padding, is 0)."""
+    counts = torch.zeros(train_dataset.item_num)
+    for item, count in train_dataset.item_counter.items():
+        counts[int(item)] = count
+    return counts
+
+
 class UserHistory:
     """Each user's full item sequence (chronological), stored flat, plus the training end."""
 

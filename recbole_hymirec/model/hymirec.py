@@ -27,7 +27,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import init_seed
 from torch import nn
 
-from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, training_item_counts
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
@@ -137,10 +137,7 @@ class HyMiRec(SequentialRecommender):
         """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
         if self.item_bias_init == "zeros":
             return torch.zeros(self.n_items)
-        counts = torch.zeros(self.n_items)
-        for item, count in dataset.item_counter.items():  # the training split's interactions
-            counts[int(item)] = count
-        bias = torch.log1p(counts)  # [n_items]
+        bias = torch.log1p(training_item_counts(dataset))  # [n_items]
         return bias - bias[1:].mean()
 
     @property
