@@ -160,6 +160,17 @@ def test_without_item_bias_scores_stay_cosines(assets):
     assert scores[:, 1:].abs().max() <= 1.0 + 1e-5
 
 
+def test_id_embedding_starts_as_the_content_tower_and_then_learns(assets):
+    config, model, batch, _ = _build_with_config(assets, use_id_embedding=True)
+    content_only = model.item_tower(model.item_content)  # [n_items, d]
+    assert torch.equal(model.item_embeddings(), content_only)
+    trainer = HyMiRecTrainer(config, model)
+    sum(model.calculate_loss(batch)).backward()
+    trainer.optimizer.step()
+    moved = model.item_id_embedding.weight.detach()
+    assert moved[1:].abs().sum() > 0 and torch.all(moved[0] == 0)  # padding row stays zero
+
+
 def test_item_bias_starts_at_log_training_popularity(assets):
     model, _, _ = _build(assets, item_bias=True, item_bias_init="popularity")
     bias = model.item_bias.detach()

@@ -95,8 +95,7 @@ class HyMiRec(SequentialRecommender):
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
             lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"])
         self.item_tower = nn.Linear(content_size, self.embedding_size)
-        self.item_id_embedding = (nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
-                                  if self.use_id_embedding else None)
+        self.item_id_embedding = (self._zero_id_embedding() if self.use_id_embedding else None)
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
         self.item_bias = (nn.Parameter(self._initial_item_bias(dataset)) if self.use_item_bias
                           else None)
@@ -132,6 +131,14 @@ class HyMiRec(SequentialRecommender):
             raise ConfigError("refiner_reads=full_history reads the long history while "
                               "use_long_history=False drops it. Fix: --refiner_reads=hybrid "
                               "(no long history) or --use_long_history=True (LLM reads it).")
+
+    def _zero_id_embedding(self):
+        """An ID embedding that starts at zero: the item tower starts as the content model and
+        the IDs learn a residual. (nn.Embedding's N(0, 1) rows have norm ~8, about 7x the
+        projected content, and would bury it under noise.)"""
+        embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        nn.init.zeros_(embedding.weight)
+        return embedding
 
     def _initial_item_bias(self, dataset):
         """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
