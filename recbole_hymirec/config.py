@@ -1,6 +1,6 @@
 """Config: RecBole's Config that knows the plugin's models, metrics and property files.
 
-Precedence, lowest first: RecBole's internal files < the plugin's
+Precedence, lowest first: RecBole's internal files < the plugin's ``properties/overall.yaml``,
 ``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml`` <
 ``config_file_list`` < ``config_dict`` < command line ``--key=value``.
 """
@@ -35,9 +35,10 @@ def properties_dir():
 
 
 def plugin_property_files(model, dataset):
-    """The plugin's YAML files for this model and dataset that exist, in load order."""
+    """The plugin's YAML files (plugin-wide, model, dataset) that exist, in load order."""
     root = properties_dir()
     files = [
+        os.path.join(root, "overall.yaml"),
         os.path.join(root, "model", f"{model}.yaml"),
         os.path.join(root, "dataset", f"{dataset}.yaml"),
     ]

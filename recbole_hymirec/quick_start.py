@@ -17,6 +17,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 
 from recbole_hymirec.compat import apply_trainer_fixes
 from recbole_hymirec.config import Config
+from recbole_hymirec.data.seen_items import mask_seen_items
 from recbole_hymirec.distributed import barrier
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import attach_metric_data
@@ -37,6 +38,8 @@ def _build(config):
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    if config["mask_seen_items"]:
+        mask_seen_items(config, dataset, valid_data, test_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return dataset, train_data, valid_data, test_data, model

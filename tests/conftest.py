@@ -1,7 +1,9 @@
 """Shared fixtures: every test runs in its own temp working directory (RecBole writes
 ./log, ./saved there), and a tiny synthetic atomic dataset is written on demand."""
+import csv
 import os
 import random
+from collections import defaultdict
 
 import pytest
 
@@ -42,6 +44,18 @@ def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0):
                 item = (start + step * len(GENRES)) % n_items + 1
                 f.write(f"{user}\t{item}\t{rng.randint(1, 5)}\t{1_000_000 + user * 1000 + step}\n")
     return folder
+
+
+def true_sequences(data_path, dataset):
+    """user id -> item ids in time order, read straight from the atomic file."""
+    rows = defaultdict(list)
+    with open(os.path.join(data_path, "tiny", "tiny.inter")) as f:
+        for record in csv.DictReader(f, delimiter="\t"):
+            rows[record["user_id:token"]].append((float(record["timestamp:float"]),
+                                                   record["item_id:token"]))
+    return {int(dataset.token2id("user_id", user)): [int(dataset.token2id("item_id", i))
+                                                     for _, i in sorted(seq)]
+            for user, seq in rows.items()}
 
 
 @pytest.fixture

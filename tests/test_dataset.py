@@ -1,13 +1,10 @@
 """HyMiRecDataset: long history and target window never leak, memory is per user."""
 import collections
-import csv
-import os
-from collections import defaultdict
 
 import pytest
 import torch
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, true_sequences
 from recbole_hymirec.config import Config
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, HyMiRecDataset
 from recbole_hymirec.errors import ConfigError
@@ -22,23 +19,11 @@ def _config(data_path, **overrides):
     return Config("SASRec", "tiny", config_dict=values)
 
 
-def _true_sequences(data_path, dataset):
-    """user id -> item ids in time order, read straight from the atomic file."""
-    rows = defaultdict(list)
-    with open(os.path.join(data_path, "tiny", "tiny.inter")) as f:
-        for record in csv.DictReader(f, delimiter="\t"):
-            rows[record["user_id:token"]].append((float(record["timestamp:float"]),
-                                                   record["item_id:token"]))
-    return {int(dataset.token2id("user_id", user)): [int(dataset.token2id("item_id", i))
-                                                     for _, i in sorted(seq)]
-            for user, seq in rows.items()}
-
-
 @pytest.fixture
 def built(tiny_data_path):
     dataset = HyMiRecDataset(_config(tiny_data_path))
     splits = dataset.build()
-    return dataset, splits, _true_sequences(tiny_data_path, dataset)
+    return dataset, splits, true_sequences(tiny_data_path, dataset)
 
 
 def _rows(split):
@@ -46,7 +31,7 @@ def _rows(split):
     return feat["user_id"], feat[TARGET_POSITION_FIELD], feat["item_id"]
 
 
-def test_user_table_is_the_true_sequences(built):
+def test_user_table_is_thetrue_sequences(built):
     dataset, _, truth = built
     history = dataset.user_history
     for user, seq in truth.items():
@@ -109,7 +94,7 @@ def test_memory_is_per_user_not_rows_times_long_seq_len(tiny_data_path):
         sizes.append(dataset.user_history.items.numel())
         widths = [v.shape[1] for v in dataset.inter_feat.interaction.values() if v.dim() > 1]
         assert max(widths) == RECENT  # no per-row field as wide as long_seq_len
-    n_interactions = sum(len(s) for s in _true_sequences(tiny_data_path, dataset).values())
+    n_interactions = sum(len(s) for s in true_sequences(tiny_data_path, dataset).values())
     assert sizes == [n_interactions, n_interactions]
 
 
