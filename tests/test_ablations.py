@@ -188,3 +188,20 @@ def _train_counter(assets):
     config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path))
     train, _, _ = data_preparation(config, create_dataset(config))
     return train._dataset.item_counter
+
+
+def test_loss_masks_seen_passes_every_item_before_the_target_and_nothing_after(assets):
+    model, batch, _ = _build(assets, loss_masks_seen=True)
+    seen = model.seen_items(batch)  # [B, S]
+    users, positions = batch["user_id"], batch["target_position"]
+    history = model.user_history
+    for row, (user, position) in enumerate(zip(users.tolist(), positions.tolist())):
+        start = int(history.offsets[user])
+        expected = history.items[start:start + position].tolist()
+        assert [i for i in seen[row].tolist() if i] == expected
+    unmasked_model, _, _ = _build(assets, loss_masks_seen=False)  # same seed, same weights
+    assert unmasked_model.seen_items(batch) is None
+    model.eval(), unmasked_model.eval()  # no dropout: the two losses differ by the mask only
+    masked = sum(model.calculate_loss(batch)).item()
+    # fewer negatives in every softmax: a strictly lower cross-entropy
+    assert masked < sum(unmasked_model.calculate_loss(batch)).item()

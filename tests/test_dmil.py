@@ -188,6 +188,32 @@ def test_negatives_equal_to_the_positive_are_masked_by_id():
     assert mixed.item() == pytest.approx(real.item(), rel=1e-6)
 
 
+def test_seen_items_leave_the_full_softmax_but_a_repeated_positive_stays():
+    torch.manual_seed(2)
+    interests = torch.randn(1, 1, 4)
+    item_emb = torch.randn(6, 4)
+    loss_fn = DMILLoss()
+    query = unit(interests[0, 0])
+    logits = (1 / 0.07) * unit(item_emb) @ query  # [6]
+    # target 3, seen items 2 and 5 (and 3 itself: a repeat): softmax over items 1, 3, 4
+    loss = loss_fn(interests, torch.tensor([[3]]), item_emb, seen_ids=torch.tensor([[2, 5, 3, 0]]))
+    expected = -torch.log_softmax(logits[[1, 3, 4]], 0)[1]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    unmasked = loss_fn(interests, torch.tensor([[3]]), item_emb)
+    assert loss.item() < unmasked.item()
+
+
+def test_seen_items_are_dropped_from_sampled_negatives():
+    torch.manual_seed(3)
+    interests = torch.randn(1, 1, 4)
+    item_emb = torch.randn(8, 4)
+    loss_fn = DMILLoss()
+    target, seen = torch.tensor([[2]]), torch.tensor([[6, 7]])
+    masked = loss_fn(interests, target, item_emb, neg_ids=torch.tensor([[4, 6, 5, 7]]), seen_ids=seen)
+    without_seen = loss_fn(interests, target, item_emb, neg_ids=torch.tensor([[4, 5]]))
+    assert masked.item() == pytest.approx(without_seen.item(), rel=1e-6)
+
+
 def test_collapsed_embeddings_do_not_zero_the_loss():
     # HLLM's cos > 0.99 mask would drop every negative here and report loss 0
     interests = torch.ones(2, 2, 4)

@@ -202,10 +202,12 @@ class DMILLoss(nn.Module):
         """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below)."""
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
-    def forward(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None):
-        return self.forward_with_stats(interests, target_ids, item_emb, neg_ids, item_bias)[0]
+    def forward(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None, seen_ids=None):
+        return self.forward_with_stats(interests, target_ids, item_emb, neg_ids, item_bias,
+                                       seen_ids)[0]
 
-    def forward_with_stats(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None):
+    def forward_with_stats(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None,
+                           seen_ids=None):
         """Loss and assignment.
 
         Args:
@@ -216,6 +218,9 @@ class DMILLoss(nn.Module):
                 [B] / [B, S] (shared by the row's targets) or [B, W, S] (per target).
             item_bias: None, or a per-item logit offset [n_items] added after the scaled
                 cosine (a learnable popularity prior: cosines alone cannot express it).
+            seen_ids: None, or the items each row has already interacted with [B, S]
+                (0 = padding): never negatives of that row's targets (a ranking that masks
+                seen items never has to push them down), a repeated positive stays positive.
 
         Returns:
             (scalar loss averaged over valid targets,
@@ -247,12 +252,17 @@ class DMILLoss(nn.Module):
             logits = self._full_logits(query, item_emb, scale)  # [T, n]
             if item_bias is not None:
                 logits = logits + item_bias  # [T, n]; padding stays -inf
+            if seen_ids is not None:
+                logits = _mask_seen(logits, seen_ids[rows], positive)  # [T, n]
             loss = F.cross_entropy(logits.float(), positive)
         else:
             negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
             logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
             if item_bias is not None:
                 logits = logits + item_bias[torch.cat([positive.unsqueeze(1), negatives], 1)]
+            if seen_ids is not None:
+                seen_negative = (negatives.unsqueeze(2) == seen_ids[rows].unsqueeze(1)).any(2)  # [T, S]
+                logits[:, 1:] = logits[:, 1:].masked_fill(seen_negative, -math.inf)
             loss = F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
         stats["logit_scale"] = scale.item()
         return loss, stats
@@ -288,6 +298,12 @@ class DMILLoss(nn.Module):
                 neg_ids.dim() == 3 and neg_ids.shape[1] != target_ids.shape[1])):
             raise ValueError(f"neg_ids must be [B], [B, S] or [B, W, S] for targets "
                              f"{tuple(target_ids.shape)}, got {tuple(neg_ids.shape)}")
+
+
+def _mask_seen(logits, seen, positive):
+    """``-inf`` at each row's seen items ``[T, S]`` except its own positive ``[T]``."""
+    seen = seen.masked_fill(seen == positive.unsqueeze(1), 0)  # id 0 (padding) is -inf already
+    return logits.scatter(1, seen, -math.inf)
 
 
 def _padding_column(logits):

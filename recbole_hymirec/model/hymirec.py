@@ -58,6 +58,7 @@ class HyMiRec(SequentialRecommender):
         self.item_bias_init = config["item_bias_init"]
         self.item_bias_lr = config["item_bias_lr"]
         self.loss_type = config["loss_type"]
+        self.loss_masks_seen = config["loss_masks_seen"]
         self.llm_num_layers = config["llm_num_layers"]
         self.use_long_history = config["use_long_history"]
         self.long_history_input = config["long_history_input"]
@@ -227,16 +228,24 @@ class HyMiRec(SequentialRecommender):
         negatives = interaction[self.NEG_ITEM_ID]  # [B]
         return negatives.unsqueeze(0).expand(negatives.shape[0], -1)  # [B, B]
 
+    def seen_items(self, interaction):
+        """Every item before each row's target ``[B, S]`` (0 = padding), for ``loss_masks_seen``."""
+        if not self.loss_masks_seen:
+            return None
+        users, positions = self._rows(interaction)
+        items, _ = self.user_history.history(users, positions, int(positions.max()))
+        return items.to(self.device)
+
     def calculate_loss(self, interaction):
         interests, coarse = self.forward(interaction)
         targets = self.target_window(interaction)  # [B, W]
         items = self.item_embeddings()  # [n_items, d]
-        negatives = self._negatives(interaction)
-        refined_loss = self.dmil(interests, targets, items, negatives, self.item_bias)
+        negatives, seen = self._negatives(interaction), self.seen_items(interaction)
+        refined_loss = self.dmil(interests, targets, items, negatives, self.item_bias, seen)
         if coarse is None:
             return refined_loss
         coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives,
-                                                          self.item_bias)
+                                                          self.item_bias, seen)
         return refined_loss, coarse_loss
 
     def _with_bias(self, cosine, item_ids=None):
