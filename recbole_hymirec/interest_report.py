@@ -13,7 +13,9 @@ Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``I
   history moves the interests;
 * ``logit_std``: per-user standard deviation over the items of the ranking logit
   ``scale · cos`` (small = a flat softmax), with ``logit_scale`` and ``item_bias_std``;
-* ``distinct_topk_items``: distinct items in the rows' top-k lists.
+* ``distinct_topk_items``: distinct items in the rows' top-k lists;
+* ``seen_share_topk``: the share of those top-k slots that hold an item the user has already
+  interacted with (the model's own ranking, before any ``mask_seen_items`` of the protocol).
 """
 import argparse
 import sys
@@ -60,6 +62,14 @@ def with_histories_of(batch, model, order):
                         for field, values in batch.interaction.items()})
 
 
+def seen_share(model, batch, top):
+    """Share of the top-k ids ``[B, k]`` that each row's user interacted with before its target."""
+    users, positions = batch[model.USER_ID], batch[TARGET_POSITION_FIELD]
+    seen, _ = model.user_history.history(users, positions, int(positions.max()))  # [B, S]
+    hits = (top.unsqueeze(2) == seen.to(top.device).unsqueeze(1)).any(2)  # [B, k]
+    return round(hits.float().mean().item(), 4)
+
+
 def interest_report(model, batch, k):
     model.eval()
     with torch.no_grad():
@@ -69,7 +79,7 @@ def interest_report(model, batch, k):
         scale = model.dmil.logit_scale()
         items = normalize(model.item_embeddings(), dim=-1)[1:]  # [n_items - 1, d]
         logits = scale * torch.einsum("bkd,nd->bkn", normalize(interests, dim=-1), items).max(1).values
-        top = model.full_sort_predict(batch)[:, 1:].topk(k, dim=1).indices  # [B, k]
+        top = model.full_sort_predict(batch)[:, 1:].topk(k, dim=1).indices + 1  # [B, k] item ids
     return {"rows": len(interests), "cross_user_cos": cross_user_cos(interests),
             "within_user_cos": within_user_cos(interests),
             "swapped_history_cos": round((normalize(interests, dim=-1)
@@ -78,7 +88,8 @@ def interest_report(model, batch, k):
             "logit_scale": round(scale.item(), 4),
             "item_bias_std": None if model.item_bias is None
             else round(model.item_bias[1:].std().item(), 4),
-            f"distinct_top{k}_items": int(top.unique().numel())}
+            f"distinct_top{k}_items": int(top.unique().numel()),
+            f"seen_share_top{k}": seen_share(model, batch, top)}
 
 
 def checkpoint_report(args, _config_files=None):

@@ -8,6 +8,7 @@ from recbole.data.interaction import Interaction
 
 from conftest import tiny_hymirec_settings
 from recbole_hymirec import interest_report
+from recbole_hymirec.data.dataset import UserHistory
 from recbole_hymirec.quick_start import run_recbole_hymirec
 
 
@@ -32,6 +33,16 @@ def test_swapping_moves_histories_and_keeps_the_rest():
     assert swapped["item_id"].tolist() == [11, 12, 13]  # the targets stay with their rows
 
 
+def test_seen_share_counts_top_items_before_the_target_only():
+    class Model:
+        USER_ID = "user_id"
+        user_history = UserHistory(torch.tensor([4, 5, 6, 7]), torch.tensor([0, 0, 4]))
+
+    batch = Interaction({"user_id": torch.tensor([1, 1]), "target_position": torch.tensor([2, 3])})
+    top = torch.tensor([[4, 6], [6, 7]])  # row 0 saw 4, 5; row 1 saw 4, 5, 6 (7 is later)
+    assert interest_report.seen_share(Model, batch, top) == 0.5
+
+
 def test_report_on_a_trained_checkpoint(assets, capsys):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
@@ -46,6 +57,7 @@ def test_report_on_a_trained_checkpoint(assets, capsys):
     assert all(-1.0 <= c <= 1.0 for c in report["cross_user_cos"] + [report["swapped_history_cos"]])
     assert report["logit_std"] > 0 and report["logit_scale"] > 0
     assert 5 <= report["distinct_top5_items"] <= 16 * 5
+    assert 0.0 <= report["seen_share_top5"] <= 1.0
 
 
 def test_missing_checkpoint_is_one_clear_line(capsys):

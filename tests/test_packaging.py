@@ -9,7 +9,8 @@ from conftest import REPO_ROOT
 PROBE = (
     "import recbole_hymirec, recbole_hymirec.config as c, os;"
     "print(recbole_hymirec.__file__); print(c.properties_dir());"
-    "print(os.path.isfile(os.path.join(c.properties_dir(), 'dataset', 'ml-100k.yaml')))"
+    "print(all(os.path.isfile(os.path.join(c.properties_dir(), f))"
+    " for f in ('overall.yaml', 'dataset/ml-100k.yaml', 'model/HyMiRec.yaml')))"
 )
 
 
