@@ -10,7 +10,8 @@ scorers that learn nothing, ranking every item as the leaderboard does:
   item and every other item (the recent item itself is left out);
 
 plus ``cos_last_item_target``, the mean cosine between the most recent item and the target, and
-each reference's test/valid ratio. A model that leans on content (HyMiRec) and one that leans on
+each reference's test/valid ratio. With the protocol key ``mask_seen_items`` both scorers rank
+only the items the user has not interacted with, as the leaderboard's models then do. A model that leans on content (HyMiRec) and one that leans on
 item popularity (ID embeddings) move apart from valid to test when these references do: compare
 a model's test/valid ratio with theirs before reading it as over-fitting or leakage.
 """
@@ -51,12 +52,23 @@ def last_items(split_dataset):
     return sequences[rows, lengths - 1], feat[split_dataset.iid_field]
 
 
-def split_references(split_dataset, counts, unit_embeddings, k):
+def without_seen(scores, seen, users):
+    """``scores [B, n_items]`` with each row's seen items at ``-inf`` (``seen`` None: unchanged)."""
+    if seen is None:
+        return scores
+    scores = scores.clone()
+    scores[seen.index(users)] = float("-inf")
+    return scores
+
+
+def split_references(split_dataset, counts, unit_embeddings, k, seen=None):
     """The two reference NDCG@k and the recent-item/target cosine on one split's rows."""
     recent, targets = last_items(split_dataset)
+    users = split_dataset.inter_feat[split_dataset.uid_field]  # [B]
     content = unit_embeddings[recent] @ unit_embeddings.T  # [B, n_items]
     content[torch.arange(len(recent)), recent] = float("-inf")
-    popularity = counts.unsqueeze(0).expand(len(targets), -1)  # [B, n_items]
+    content = without_seen(content, seen, users)
+    popularity = without_seen(counts.unsqueeze(0).expand(len(targets), -1), seen, users)  # [B, n_items]
     return {"rows": len(targets),
             f"popularity_ndcg@{k}": round(ndcg_at_k(popularity, targets, k), 4),
             f"content_last_item_ndcg@{k}": round(ndcg_at_k(content, targets, k), 4),
@@ -74,6 +86,7 @@ def run_split_report(dataset_name, config_files, k):
 
     from recbole_hymirec.config import Config
     from recbole_hymirec.data.dataset import training_item_counts
+    from recbole_hymirec.data.seen_items import phase_seen_items
     from recbole_hymirec.model.item_codes import content_embeddings
     from recbole_hymirec.utils import create_dataset
 
@@ -84,9 +97,12 @@ def run_split_report(dataset_name, config_files, k):
     embeddings, _ = content_embeddings(config, dataset)
     unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)  # [n_items, D]
     counts = training_item_counts(train_data._dataset)  # [n_items]
-    report = {"dataset": dataset_name, "k": k,
-              "valid": split_references(valid_data._dataset, counts, unit_embeddings, k),
-              "test": split_references(test_data._dataset, counts, unit_embeddings, k)}
+    masked = bool(config["mask_seen_items"])
+    valid_seen, test_seen = (phase_seen_items(dataset, valid_data._dataset, test_data._dataset)
+                             if masked else (None, None))
+    report = {"dataset": dataset_name, "k": k, "mask_seen_items": masked,
+              "valid": split_references(valid_data._dataset, counts, unit_embeddings, k, valid_seen),
+              "test": split_references(test_data._dataset, counts, unit_embeddings, k, test_seen)}
     report["test_over_valid"] = test_over_valid(report["valid"], report["test"], k)
     return report
 
