@@ -39,7 +39,7 @@ def _build(config):
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     if config["mask_seen_items"]:
-        mask_seen_items(config, dataset, valid_data, test_data)
+        mask_seen_items(config, train_data, valid_data, test_data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     return dataset, train_data, valid_data, test_data, model

@@ -98,7 +98,8 @@ def run_split_report(dataset_name, config_files, k):
     unit_embeddings = torch.nn.functional.normalize(embeddings, dim=1)  # [n_items, D]
     counts = training_item_counts(train_data._dataset)  # [n_items]
     masked = bool(config["mask_seen_items"])
-    valid_seen, test_seen = (phase_seen_items(dataset, valid_data._dataset, test_data._dataset)
+    valid_seen, test_seen = (phase_seen_items(train_data._dataset, valid_data._dataset,
+                                              test_data._dataset)
                              if masked else (None, None))
     report = {"dataset": dataset_name, "k": k, "mask_seen_items": masked,
               "valid": split_references(valid_data._dataset, counts, unit_embeddings, k, valid_seen),

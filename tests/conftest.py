@@ -21,11 +21,13 @@ def _in_tmp_workdir(tmp_path, monkeypatch):
     return workdir
 
 
-def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0):
+def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0, interleaved=False):
     """RecBole atomic files ``root/name/name.{inter,item}`` in ml-100k's column layout.
 
     Each user walks through one genre's items in order, so sequences have structure a
-    sequential model can pick up; timestamps are strictly increasing per user.
+    sequential model can pick up; timestamps are strictly increasing per user. Users follow
+    one another in time, or take turns (``interleaved``, as in real logs: sorting all rows by
+    time then separates each user's rows).
     """
     rng = random.Random(seed)
     folder = os.path.join(root, name)
@@ -42,7 +44,8 @@ def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0):
             length = rng.randint(8, 16)
             for step in range(length):
                 item = (start + step * len(GENRES)) % n_items + 1
-                f.write(f"{user}\t{item}\t{rng.randint(1, 5)}\t{1_000_000 + user * 1000 + step}\n")
+                time = step * 1000 + user if interleaved else user * 1000 + step
+                f.write(f"{user}\t{item}\t{rng.randint(1, 5)}\t{1_000_000 + time}\n")
     return folder
 
 

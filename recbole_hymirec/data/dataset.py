@@ -97,13 +97,12 @@ def positions_within_user(user_ids):
     return rows - first_row + 1
 
 
-def user_sequences(dataset, positions=None):
-    """Every user's full item sequence from an augmented ``SequentialDataset``: the first
-    history item of each user's first row + every row's target, as a ``UserHistory``."""
+def user_sequences(dataset, positions):
+    """Every user's full item sequence from freshly augmented rows (users grouped, time order,
+    ``positions`` from :func:`positions_within_user`; RecBole's ``build`` re-sorts them by
+    time later): the first history item of each user's first row + every row's target."""
     feat = dataset.inter_feat
     user_ids, targets = feat[dataset.uid_field], feat[dataset.iid_field]  # [rows], [rows]
-    if positions is None:
-        positions = positions_within_user(user_ids)  # [rows]
     first_rows = torch.nonzero(positions == 1).squeeze(1)  # [users]
     first_items = feat[dataset.item_id_list_field][first_rows, 0]  # [users]
     lengths = torch.zeros(dataset.user_num, dtype=torch.long)
@@ -159,7 +158,7 @@ class HyMiRecDataset(SequentialDataset):
                                         train.inter_feat[TARGET_POSITION_FIELD])
         if self.train_stride > 1:
             strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat)])
-            strided._unstrided_item_counter = train.item_counter
+            strided.unstrided_split = train
             datasets[0] = strided
         return datasets
 
@@ -168,8 +167,8 @@ class HyMiRecDataset(SequentialDataset):
         """Item counts of the training split. A strided copy reports the counts of every
         training prefix, not of the rows it kept: RecBole's popularity metrics read this
         counter, and they must count popularity the same way for every model."""
-        unstrided = getattr(self, "_unstrided_item_counter", None)
-        return unstrided if unstrided is not None else super().item_counter
+        unstrided = getattr(self, "unstrided_split", None)
+        return unstrided.item_counter if unstrided is not None else super().item_counter
 
     def _stride_mask(self, inter_feat):
         """Keep every ``train_stride``-th training prefix, counted back from the last one."""

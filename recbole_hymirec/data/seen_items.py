@@ -5,25 +5,28 @@ when validating, training + validation items when testing), but nothing for sequ
 their rankings keep every item the user has already interacted with. On MovieLens, where no
 user rates a movie twice, a model that scores by similarity to what the user read spends top-k
 slots on those items. With ``mask_seen_items: True`` the valid and test rankings of every
-sequential model mask RecBole's general-model set: each user's items before the phase's first
-target. It is a protocol key (the same for every model of a leaderboard), never a model's.
-The target is not read to build the mask: a repeated target is masked too, a miss for every model.
+sequential model mask RecBole's general-model set, built from the splits as RecBole builds it:
+valid masks the user's training items, test masks the training and valid items. It is a
+protocol key (the same for every model of a leaderboard), never a model's. No row's own target
+is read to build its mask: a repeated target is masked too, a miss for every model.
 """
 import torch
 from recbole.data.dataloader.general_dataloader import FullSortEvalDataLoader
 from recbole.utils import ModelType
 
-from recbole_hymirec.data.dataset import user_sequences
 from recbole_hymirec.errors import ConfigError
 
 
 class SeenItems:
-    """The first ``seen_lengths[u]`` items of each user's chronological sequence."""
+    """Each user's seen item ids, sorted and unique, stored flat (CSR)."""
 
-    def __init__(self, history, seen_lengths):
-        self.items = history.items  # [n_interactions], users one after another
-        self.starts = history.offsets[:-1]  # [n_user_ids]
-        self.lengths = seen_lengths.clamp(min=0)  # [n_user_ids]
+    def __init__(self, user_ids, item_ids, n_user_ids, n_item_ids):
+        pairs = torch.unique(user_ids * n_item_ids + item_ids)  # sorted: users grouped
+        users = pairs // n_item_ids  # [n]
+        self.items = pairs % n_item_ids  # [n]
+        counts = torch.bincount(users, minlength=n_user_ids)  # [n_user_ids]
+        self.starts = torch.cumsum(counts, 0) - counts  # [n_user_ids]
+        self.lengths = counts  # [n_user_ids]
 
     def of_user(self, user_id):
         start = int(self.starts[user_id])
@@ -51,29 +54,38 @@ class SeenItemMaskingCollate:
         return interaction, self.seen.index(interaction[self.uid_field]), positive_u, positive_i
 
 
-def _rows_per_user(split):
-    return torch.bincount(split.inter_feat[split.uid_field], minlength=split.user_num)  # [n_user_ids]
+def _interacted(split, targets=True):
+    """``(users, items)`` a split shows: each row's target (``targets``), and the first item of
+    each user's sequence, which is no row's target (the history of the row of length 1)."""
+    feat = split.inter_feat
+    first = feat[split.item_list_length_field] == 1  # [rows]
+    users, items = [feat[split.uid_field][first]], [feat[split.item_id_list_field][first, 0]]
+    if targets:
+        users.append(feat[split.uid_field])
+        items.append(feat[split.iid_field])
+    return torch.cat(users), torch.cat(items)
 
 
-def phase_seen_items(dataset, valid_split, test_split):
-    """``(valid, test)`` SeenItems: the items before each user's first valid (test) target.
+def phase_seen_items(train_split, valid_split, test_split):
+    """``(valid, test)`` SeenItems: the training items; the training and valid items.
 
-    ``dataset`` is the built (augmented) parent of the splits; in time order a user's valid
-    and test targets are the last items of its sequence, so counting them back from the end
-    gives each phase's boundary without reading a single target.
+    ``train_split`` must hold every training prefix (HyMiRec's strided split keeps the full one
+    as ``unstrided_split``). Read from the splits, not from row order: RecBole's ``build``
+    re-sorts the augmented rows by time, so a user's rows are no longer together.
     """
-    if dataset.item_id_list_field not in dataset.inter_feat:
-        raise ConfigError("mask_seen_items needs the built sequential dataset (RecBole's "
-                          "augmented rows). Fix: run without save_dataloaders / a saved dataloader "
-                          "file, or set mask_seen_items: False.")
-    history = getattr(dataset, "user_history", None) or user_sequences(dataset)
-    test_rows = _rows_per_user(test_split)  # [n_user_ids]
-    valid_rows = _rows_per_user(valid_split)  # [n_user_ids]
-    return (SeenItems(history, history.lengths - test_rows - valid_rows),
-            SeenItems(history, history.lengths - test_rows))
+    train_split = getattr(train_split, "unstrided_split", train_split)
+
+    def seen(*parts):
+        users, items = zip(*(_interacted(split, targets) for split, targets in parts))
+        return SeenItems(torch.cat(users), torch.cat(items), train_split.user_num,
+                         train_split.item_num)
+
+    valid_seen = seen((train_split, True), (valid_split, False))
+    test_seen = seen((train_split, True), (valid_split, True), (test_split, False))
+    return valid_seen, test_seen
 
 
-def mask_seen_items(config, dataset, valid_data, test_data):
+def mask_seen_items(config, train_data, valid_data, test_data):
     """Make a sequential model's valid and test full rankings mask each user's seen items.
 
     General models need nothing: RecBole already masks their history in full ranking.
@@ -84,6 +96,8 @@ def mask_seen_items(config, dataset, valid_data, test_data):
         if not isinstance(loader, FullSortEvalDataLoader):
             raise ConfigError("mask_seen_items applies to full ranking; this run samples "
                               "candidates. Fix: eval_args: {mode: full}, or mask_seen_items: False.")
-    valid_seen, test_seen = phase_seen_items(dataset, valid_data._dataset, test_data._dataset)
+    valid_seen, test_seen = phase_seen_items(train_data._dataset, valid_data._dataset,
+                                             test_data._dataset)
+    uid_field = valid_data._dataset.uid_field
     for loader, seen in ((valid_data, valid_seen), (test_data, test_seen)):
-        loader.collate_fn = SeenItemMaskingCollate(loader.collate_fn, seen, dataset.uid_field)
+        loader.collate_fn = SeenItemMaskingCollate(loader.collate_fn, seen, uid_field)
