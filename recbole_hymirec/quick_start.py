@@ -238,6 +238,9 @@ def load_data_and_model(model_file):
     """
     checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
+    # RecBole's metrics use numpy aliases (np.float ...) that a Config restores when it is
+    # built, not when it is unpickled: a fresh process would fail in NDCG without this
+    config.compatibility_settings()
     init_logger(config)
     getLogger().info(config)
     dataset, train_data, valid_data, test_data, model = _build(config)

@@ -73,6 +73,24 @@ def test_checkpoint_reload_gives_identical_scores(tiny_data_path):
     assert {k: round(float(v), 4) for k, v in reloaded.items()} == result["test_result"]
 
 
+RELOAD_AND_EVALUATE = (
+    "import sys; from recbole.trainer import Trainer;"
+    "from recbole_hymirec.quick_start import load_data_and_model;"
+    "config, model, _, _, _, test = load_data_and_model(sys.argv[1]);"
+    "print('NDCG', Trainer(config, model).evaluate(test, load_best_model=False)['ndcg@10'])"
+)
+
+
+def test_checkpoint_reloads_and_evaluates_in_a_fresh_process(tiny_data_path):
+    """No Config is built in that process: RecBole's numpy aliases must still be there."""
+    result = run_recbole_hymirec("SASRec", "tiny", config_dict=dict(TINY_RUN, data_path=tiny_data_path))
+    run = subprocess.run([sys.executable, "-c", RELOAD_AND_EVALUATE, result["saved_model_file"]],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-1500:]
+    ndcg = float([l for l in run.stdout.splitlines() if l.startswith("NDCG ")][-1].split()[1])
+    assert ndcg == pytest.approx(result["test_result"]["ndcg@10"], abs=1e-4)
+
+
 def test_objective_function_serves_hypertuning(tiny_data_path):
     result = objective_function(config_dict=dict(TINY_RUN, model="SASRec", dataset="tiny",
                                                  data_path=tiny_data_path), saved=False)
