@@ -65,7 +65,7 @@ def with_histories_of(batch, model, order):
 def seen_share(model, batch, top):
     """Share of the top-k ids ``[B, k]`` that each row's user interacted with before its target."""
     users, positions = batch[model.USER_ID], batch[TARGET_POSITION_FIELD]
-    seen, _ = model.user_history.history(users, positions, int(positions.max()))  # [B, S]
+    seen = model.user_history.before(users, positions)  # [B, S]
     hits = (top.unsqueeze(2) == seen.to(top.device).unsqueeze(1)).any(2)  # [B, k]
     return round(hits.float().mean().item(), 4)
 

@@ -75,6 +75,10 @@ class UserHistory:
         items, _, _ = self.gather(user_ids, starts, counts, length)
         return items, counts
 
+    def before(self, user_ids, positions):
+        """Every item strictly before each target ``[B, max position]`` (0 = padding)."""
+        return self.history(user_ids, positions, int(positions.max()))[0]
+
     def target_window(self, user_ids, positions, size):
         """Up to ``size`` training targets from each row's own target on (inclusive).
 
@@ -85,35 +89,6 @@ class UserHistory:
         counts = (ends - positions).clamp(min=0)  # [B]
         items, _, _ = self.gather(user_ids, positions, counts, size)
         return items, counts
-
-
-def positions_within_user(user_ids):
-    """Row r of a user whose rows start at f predicts that user's item at position r - f + 1
-    (RecBole's augmentation: one row per prefix, users grouped, time order)."""
-    rows = torch.arange(len(user_ids))
-    new_user = torch.ones_like(user_ids, dtype=torch.bool)
-    new_user[1:] = user_ids[1:] != user_ids[:-1]
-    first_row = torch.cummax(torch.where(new_user, rows, torch.zeros_like(rows)), 0).values
-    return rows - first_row + 1
-
-
-def user_sequences(dataset, positions):
-    """Every user's full item sequence from freshly augmented rows (users grouped, time order,
-    ``positions`` from :func:`positions_within_user`; RecBole's ``build`` re-sorts them by
-    time later): the first history item of each user's first row + every row's target."""
-    feat = dataset.inter_feat
-    user_ids, targets = feat[dataset.uid_field], feat[dataset.iid_field]  # [rows], [rows]
-    first_rows = torch.nonzero(positions == 1).squeeze(1)  # [users]
-    first_items = feat[dataset.item_id_list_field][first_rows, 0]  # [users]
-    lengths = torch.zeros(dataset.user_num, dtype=torch.long)
-    lengths.index_add_(0, user_ids, torch.ones_like(user_ids))
-    lengths[user_ids[first_rows]] += 1  # the first item is no row's target
-    offsets = torch.zeros(dataset.user_num + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    items = torch.zeros(int(offsets[-1]), dtype=targets.dtype)
-    items[offsets[user_ids] + positions] = targets
-    items[offsets[user_ids[first_rows]]] = first_items
-    return UserHistory(items, offsets)
 
 
 class HyMiRecDataset(SequentialDataset):
@@ -145,11 +120,36 @@ class HyMiRecDataset(SequentialDataset):
     def data_augmentation(self):
         super().data_augmentation()
         user_ids = self.inter_feat[self.uid_field]  # [rows], grouped by user in time order
-        positions = positions_within_user(user_ids)  # [rows]
-        self.user_history = user_sequences(self, positions)
+        positions = self._positions_within_user(user_ids)  # [rows]
+        self.user_history = self._build_user_history(user_ids, positions)
         self.set_field_property(TARGET_POSITION_FIELD, FeatureType.TOKEN,
                                 FeatureSource.INTERACTION, 1)
         self.inter_feat.update(Interaction({TARGET_POSITION_FIELD: positions}))
+
+    @staticmethod
+    def _positions_within_user(user_ids):
+        """Row r of a user whose rows start at f predicts that user's item at position r - f + 1."""
+        rows = torch.arange(len(user_ids))
+        new_user = torch.ones_like(user_ids, dtype=torch.bool)
+        new_user[1:] = user_ids[1:] != user_ids[:-1]
+        first_row = torch.cummax(torch.where(new_user, rows, torch.zeros_like(rows)), 0).values
+        return rows - first_row + 1
+
+    def _build_user_history(self, user_ids, positions):
+        """Full sequences = first history item of each user's first row + every row's target."""
+        targets = self.inter_feat[self.iid_field]  # [rows]
+        first_rows = torch.nonzero(positions == 1).squeeze(1)  # [users]
+        first_items = self.inter_feat[self.item_id_list_field][first_rows, 0]  # [users]
+        n_user_ids = self.user_num
+        lengths = torch.zeros(n_user_ids, dtype=torch.long)
+        lengths.index_add_(0, user_ids, torch.ones_like(user_ids))
+        lengths[user_ids[first_rows]] += 1  # the first item is no row's target
+        offsets = torch.zeros(n_user_ids + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths, 0)
+        items = torch.zeros(int(offsets[-1]), dtype=targets.dtype)
+        items[offsets[user_ids] + positions] = targets
+        items[offsets[user_ids[first_rows]]] = first_items
+        return UserHistory(items, offsets)
 
     def build(self):
         datasets = super().build()

@@ -232,9 +232,7 @@ class HyMiRec(SequentialRecommender):
         """Every item before each row's target ``[B, S]`` (0 = padding), for ``loss_masks_seen``."""
         if not self.loss_masks_seen:
             return None
-        users, positions = self._rows(interaction)
-        items, _ = self.user_history.history(users, positions, int(positions.max()))
-        return items.to(self.device)
+        return self.user_history.before(*self._rows(interaction)).to(self.device)
 
     def calculate_loss(self, interaction):
         interests, coarse = self.forward(interaction)
