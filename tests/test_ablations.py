@@ -97,6 +97,9 @@ def test_every_variant_trains(assets, overrides):
     ({"item_bias_init": "ones"}, "item_bias_init='ones' is not one of ['zeros', 'popularity']"),
     ({"item_bias": "no"}, "item_bias='no' must be true or false"),
     ({"item_bias": True, "item_bias_lr": -0.1}, "item_bias_lr=-0.1 must be a number > 0"),
+    ({"history_ids": True},
+     "history_ids=True feeds the item tower's ID embeddings to the user side, but "
+     "use_id_embedding=False. Fix: --use_id_embedding=True"),
     ({"refiner_reads": "full_history", "use_long_history": False},
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
 ])
@@ -169,6 +172,47 @@ def test_id_embedding_starts_as_the_content_tower_and_then_learns(assets):
     trainer.optimizer.step()
     moved = model.item_id_embedding.weight.detach()
     assert moved[1:].abs().sum() > 0 and torch.all(moved[0] == 0)  # padding row stays zero
+
+
+def test_history_ids_start_as_the_content_model_and_then_read_ids(assets):
+    config, model, batch, _ = _build_with_config(assets, use_id_embedding=True, history_ids=True)
+    id_to_llm, code_embedding = model.id_to_llm, model.code_embedding
+    model.eval()
+    with torch.no_grad():
+        start = model(batch)[0]
+        model.id_to_llm = model.code_embedding = None  # the user side without its ID terms
+        content_only = model(batch)[0]
+    assert torch.allclose(start, content_only, atol=1e-6)  # both tables start at zero
+    model.train()
+    model.id_to_llm, model.code_embedding = id_to_llm, code_embedding
+    trainer = HyMiRecTrainer(config, model)
+    sum(model.calculate_loss(batch)).backward()
+    history_items, mask = model.long_history_items(batch)
+    used_rows = (model.item_codes[history_items[mask]].long()
+                 + code_embedding.layer_offsets).unique()  # [n] flat table rows the batch read
+    grad = code_embedding.table.weight.grad
+    assert grad[used_rows].abs().sum(1).gt(0).all()  # every code the long history holds learns
+    unused = torch.ones(len(grad), dtype=torch.bool)
+    unused[used_rows] = False
+    assert grad[unused].abs().sum() == 0  # and nothing else
+    trainer.optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(batch)[0], start, atol=1e-4)
+
+
+def test_code_embedding_sums_one_vector_per_layer():
+    from recbole_hymirec.model.code_embedding import CodeEmbedding
+    embedding = CodeEmbedding(n_layers=2, codebook_size=3, dim=4)
+    with torch.no_grad():
+        embedding.table.weight.copy_(torch.arange(24.0).reshape(6, 4))
+    codes = torch.tensor([[[0, 0], [2, 1]]], dtype=torch.uint8)  # [1, 2, L]
+    out = embedding(codes)  # [1, 2, 4]
+    expected = torch.stack([torch.arange(0.0, 4) + torch.arange(12.0, 16),  # rows 0 and 3
+                            torch.arange(8.0, 12) + torch.arange(16.0, 20)])  # rows 2 and 4
+    assert torch.equal(out[0], expected)
+    with pytest.raises(ValueError, match="codes have 3 columns, the code embedding 2 layers"):
+        embedding(torch.zeros(1, 3, dtype=torch.long))
 
 
 def test_item_bias_starts_at_log_training_popularity(assets):

@@ -21,6 +21,11 @@ branch (the LLM reads the recent window only); ``long_history_input: raw`` feeds
 recommender the fp32 content embeddings instead of decoded codes; ``refiner_reads:
 full_history`` makes the LLM read the whole ``long_seq_len`` history itself (no codes, no
 lightweight branch); ``n_interests: 1`` and ``dmil_window: 1`` are plain settings.
+
+Our additions (off by default): ``use_id_embedding`` (ID residual in the item tower),
+``history_ids`` (the user side reads IDs too: the window tokens add the item tower's ID
+embeddings, the long-history tokens learnable embeddings of their codes), ``item_bias``,
+``loss_masks_seen``.
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -30,6 +35,7 @@ from torch import nn
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, training_item_counts
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.code_embedding import CodeEmbedding
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
@@ -63,6 +69,7 @@ class HyMiRec(SequentialRecommender):
         self.use_long_history = config["use_long_history"]
         self.long_history_input = config["long_history_input"]
         self.refiner_reads = config["refiner_reads"]
+        self.history_ids = config["history_ids"]
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -90,6 +97,14 @@ class HyMiRec(SequentialRecommender):
                 dropout=config["light_dropout"])
             self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
             self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
+        # history_ids: the user side reads collaborative signal too (codes in the long
+        # history, the item tower's ID embeddings in the LLM's window)
+        self.code_embedding = (CodeEmbedding(self.codebook.n_layers, self.codebook.codebook_size,
+                                             config["light_hidden_size"])
+                               if self.history_ids and self.uses_lightweight else None)
+        # no bias: a zero ID embedding must add nothing, so the window starts as content only
+        self.id_to_llm = (nn.Linear(self.embedding_size, llm_size, bias=False)
+                          if self.history_ids else None)
         self.item_to_llm = nn.Linear(content_size, llm_size)
         self.refiner = LLMRefiner(
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
@@ -128,6 +143,10 @@ class HyMiRec(SequentialRecommender):
             raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
                               "for the learner's learning_rate. Fix: --item_bias_lr=0.05")
         # booleans need no check here: the plugin's Config refuses a value of the wrong kind
+        if self.history_ids and not self.use_id_embedding:
+            raise ConfigError("history_ids=True feeds the item tower's ID embeddings to the user "
+                              "side, but use_id_embedding=False. Fix: --use_id_embedding=True, "
+                              "or --history_ids=False.")
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
                               "use_long_history=False drops it. Fix: --refiner_reads=hybrid "
@@ -182,11 +201,14 @@ class HyMiRec(SequentialRecommender):
 
     def long_history(self, interaction):
         """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
-        with ``long_history_input: raw``) + mask."""
+        with ``long_history_input: raw``), its mask ``[B, L]``, and the learnable embeddings of
+        its codes ``[B, L, h]`` (None without ``history_ids``)."""
         items, mask = self.long_history_items(interaction)
-        if self.long_history_input == "raw":
-            return self.item_content[items], mask
-        return self.decoded_items(items), mask
+        content = (self.item_content[items] if self.long_history_input == "raw"
+                   else self.decoded_items(items))
+        if self.code_embedding is None:
+            return content, mask, None
+        return content, mask, self.code_embedding(self.item_codes[items])
 
     def _window(self, interaction):
         """The items the LLM reads as ``(ids [B, T], mask [B, T])``: the recent window, or the
@@ -202,9 +224,11 @@ class HyMiRec(SequentialRecommender):
         the target."""
         items, items_mask = self._window(interaction)  # [B, T], [B, T]
         recent = self.item_to_llm(self.item_content[items])  # [B, T, D_llm]
+        if self.id_to_llm is not None:
+            recent = recent + self.id_to_llm(self.item_id_embedding(items))  # [B, T, D_llm]
         if self.uses_lightweight:
-            history, history_mask = self.long_history(interaction)  # [B, L, D], [B, L]
-            coarse = self.lightweight(history, history_mask)  # [B, M, h]
+            history, history_mask, code_ids = self.long_history(interaction)  # [B, L, D], [B, L]
+            coarse = self.lightweight(history, history_mask, code_ids)  # [B, M, h]
             coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
         else:
             coarse = None
