@@ -58,6 +58,22 @@ class HyMiRecTrainer(Trainer):
         return [{"params": [p for p in trainable if p is not bias]},
                 {"params": [bias], "lr": self.config["item_bias_lr"]}]
 
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        return super()._train_epoch(self._epoch_train_data(train_data, epoch_idx), epoch_idx,
+                                    loss_func=loss_func, show_progress=show_progress)
+
+    def _epoch_train_data(self, train_data, epoch_idx):
+        """With ``train_stride_rotate``, epoch ``e`` trains on the stride phase ``e mod k``: a
+        fixed phase shows the same tenth of the prefixes every epoch (valid NDCG@10 peaked at
+        epoch 3 on ml-100k while the loss kept falling); rotating covers every prefix in ``k``
+        epochs at the same cost per epoch."""
+        dataset = train_data._dataset
+        if (not self.config["train_stride_rotate"] or not hasattr(dataset, "unstrided_split")
+                or epoch_idx % dataset.train_stride == 0):
+            return train_data
+        return type(train_data)(self.config, dataset.stride_phase(epoch_idx), train_data._sampler,
+                                shuffle=train_data.shuffle)
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return

@@ -249,3 +249,26 @@ def test_loss_masks_seen_passes_every_item_before_the_target_and_nothing_after(a
     masked = sum(model.calculate_loss(batch)).item()
     # fewer negatives in every softmax: a strictly lower cross-entropy
     assert masked < sum(unmasked_model.calculate_loss(batch)).item()
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+def test_train_stride_rotate_moves_each_epoch_to_the_next_phase(assets, rotate):
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
+        data_path, llm_path, train_stride=2, train_stride_rotate=rotate))
+    train, _, _ = data_preparation(config, create_dataset(config))
+    trainer = HyMiRecTrainer(config, get_model("HyMiRec")(config, train._dataset))
+    history = train._dataset.user_history
+
+    def phases(loader):
+        rows = [batch for batch in loader]
+        users = torch.cat([b["user_id"] for b in rows])
+        positions = torch.cat([b["target_position"] for b in rows])
+        return ((history.train_end[users] - 1 - positions) % 2).unique().tolist()
+
+    assert trainer._epoch_train_data(train, 0) is train and phases(train) == [0]
+    assert phases(trainer._epoch_train_data(train, 1)) == ([1] if rotate else [0])
+    assert trainer._epoch_train_data(train, 2) is train
+    loss = trainer._train_epoch(train, 1)  # RecBole's loop runs on the phase's loader
+    assert all(torch.isfinite(torch.as_tensor(part)) for part in loss)

@@ -157,10 +157,19 @@ class HyMiRecDataset(SequentialDataset):
         self.user_history.set_train_end(train.inter_feat[self.uid_field],
                                         train.inter_feat[TARGET_POSITION_FIELD])
         if self.train_stride > 1:
-            strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat)])
-            strided.unstrided_split = train
-            datasets[0] = strided
+            datasets[0] = self._strided_copy(train, phase=0)
         return datasets
+
+    def _strided_copy(self, train, phase):
+        strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat, phase)])
+        strided.unstrided_split = train
+        return strided
+
+    def stride_phase(self, phase):
+        """This strided training split with the prefixes of another phase (``train_stride_rotate``):
+        phase p keeps the prefixes ``p, p + k, p + 2k, ...`` counted back from the last one, so
+        the ``k`` phases partition the training prefixes and phase 0 is the split ``build`` gave."""
+        return self._strided_copy(self.unstrided_split, phase % self.train_stride)
 
     @property
     def item_counter(self):
@@ -170,8 +179,9 @@ class HyMiRecDataset(SequentialDataset):
         unstrided = getattr(self, "unstrided_split", None)
         return unstrided.item_counter if unstrided is not None else super().item_counter
 
-    def _stride_mask(self, inter_feat):
-        """Keep every ``train_stride``-th training prefix, counted back from the last one."""
+    def _stride_mask(self, inter_feat, phase=0):
+        """Keep every ``train_stride``-th training prefix, counted back from the last one
+        (``phase`` = how many prefixes before the last one the count starts)."""
         user_ids, positions = inter_feat[self.uid_field], inter_feat[TARGET_POSITION_FIELD]
         from_last = self.user_history.train_end[user_ids] - 1 - positions  # [rows]
-        return from_last % self.train_stride == 0
+        return from_last % self.train_stride == phase
