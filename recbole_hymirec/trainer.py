@@ -36,6 +36,8 @@ class HyMiRecTrainer(Trainer):
 
     def __init__(self, config, model):
         super(HyMiRecTrainer, self).__init__(config, model)
+        self.train_stride_rotate = config["train_stride_rotate"]
+        self._phase_loaders = {}  # stride phase -> its training loader, built once
         self.logger.info(set_color("stage 1", "green") + ": "
                          + json.dumps(self.model.stage1_stats, sort_keys=True))
         full = _tensor_bytes(self.model.state_dict())
@@ -64,15 +66,20 @@ class HyMiRecTrainer(Trainer):
 
     def _epoch_train_data(self, train_data, epoch_idx):
         """With ``train_stride_rotate``, epoch ``e`` trains on the stride phase ``e mod k``: a
-        fixed phase shows the same tenth of the prefixes every epoch (valid NDCG@10 peaked at
-        epoch 3 on ml-100k while the loss kept falling); rotating covers every prefix in ``k``
-        epochs at the same cost per epoch."""
+        fixed phase shows the same 1/k of the prefixes every epoch; rotating covers every
+        prefix in ``k`` epochs at the same cost per epoch. Phase 0 is ``train_data`` itself."""
         dataset = train_data._dataset
-        if (not self.config["train_stride_rotate"] or not hasattr(dataset, "unstrided_split")
-                or epoch_idx % dataset.train_stride == 0):
+        if not self.train_stride_rotate or not hasattr(dataset, "unstrided_split"):
             return train_data
-        return type(train_data)(self.config, dataset.stride_phase(epoch_idx), train_data._sampler,
-                                shuffle=train_data.shuffle)
+        phase = epoch_idx % dataset.train_stride
+        if phase == 0:
+            return train_data
+        if phase not in self._phase_loaders:  # one loader per phase: its shuffle keeps moving
+            loader = type(train_data)(train_data.config, dataset.stride_phase(phase),
+                                      train_data._sampler, shuffle=train_data.shuffle)
+            loader.model = train_data.model  # dynamic negative sampling scores with it
+            self._phase_loaders[phase] = loader
+        return self._phase_loaders[phase]
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

@@ -72,7 +72,9 @@ def test_raw_history_input_bypasses_the_codes(assets):
 @pytest.mark.parametrize("overrides", [{"n_interests": 1}, {"dmil_window": 1},
                                        {"use_long_history": False},
                                        {"refiner_reads": "full_history"},
-                                       {"long_history_input": "raw"}])
+                                       {"long_history_input": "raw"},
+                                       {"use_id_embedding": True, "history_ids": True,
+                                        "use_long_history": False}])
 def test_every_variant_trains(assets, overrides):
     model, batch, test_batch = _build(assets, **overrides)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -198,7 +200,25 @@ def test_history_ids_start_as_the_content_model_and_then_read_ids(assets):
     trainer.optimizer.step()
     model.eval()
     with torch.no_grad():
-        assert not torch.allclose(model(batch)[0], start, atol=1e-4)
+        trained = model(batch)[0]
+        model.id_to_llm = None
+        without_window_ids = model(batch)[0]
+        model.id_to_llm, model.code_embedding = id_to_llm, None
+        without_code_ids = model(batch)[0]
+    assert not torch.allclose(trained, without_window_ids, atol=1e-5)  # the window reads IDs
+    assert not torch.allclose(trained, without_code_ids, atol=1e-5)  # the long history reads codes
+
+
+def test_history_ids_leave_the_other_layers_initial_weights_alone(assets):
+    _, plain, _, _ = _build_with_config(assets, use_id_embedding=True)
+    _, with_ids, _, _ = _build_with_config(assets, use_id_embedding=True, history_ids=True)
+    added = ("code_embedding.", "id_to_llm.")
+    plain_state = plain.checkpoint_state_dict()
+    for name, value in with_ids.checkpoint_state_dict().items():
+        if not name.startswith(added):
+            assert torch.equal(value, plain_state[name]), name
+    assert set(with_ids.checkpoint_state_dict()) - set(plain_state) == {
+        "code_embedding.table.weight", "id_to_llm.weight"}
 
 
 def test_code_embedding_sums_one_vector_per_layer():
@@ -270,5 +290,16 @@ def test_train_stride_rotate_moves_each_epoch_to_the_next_phase(assets, rotate):
     assert trainer._epoch_train_data(train, 0) is train and phases(train) == [0]
     assert phases(trainer._epoch_train_data(train, 1)) == ([1] if rotate else [0])
     assert trainer._epoch_train_data(train, 2) is train
-    loss = trainer._train_epoch(train, 1)  # RecBole's loop runs on the phase's loader
-    assert all(torch.isfinite(torch.as_tensor(part)) for part in loss)
+    trained_on = []
+    calculate_loss = trainer.model.calculate_loss
+    trainer.model.calculate_loss = lambda batch: trained_on.append(batch) or calculate_loss(batch)
+    trainer._train_epoch(train, 1)  # RecBole's loop runs on the phase's loader
+    assert phases(trained_on) == ([1] if rotate else [0])
+    if rotate:  # built once: a later epoch of the same phase reuses it (its shuffle moves on)
+        assert trainer._epoch_train_data(train, 3) is trainer._epoch_train_data(train, 1)
+
+
+def test_train_stride_rotate_without_a_stride_is_refused(assets):
+    with pytest.raises(ConfigError, match=r"train_stride_rotate=True rotates the phases of a "
+                                          r"strided training split, but train_stride=1"):
+        _build(assets, train_stride=1, train_stride_rotate=True)

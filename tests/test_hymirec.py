@@ -104,8 +104,14 @@ def _run(assets, **overrides):
                                config_dict=tiny_hymirec_settings(data_path, llm_path, **overrides))
 
 
-def test_round_trip_through_checkpoint_gives_identical_scores(assets):
-    result = _run(assets)
+@pytest.mark.parametrize("overrides", [
+    {},
+    # the additions' parameters round-trip too, and fit() runs the rotated phase of epoch 1
+    {"use_id_embedding": True, "history_ids": True, "train_stride": 2,
+     "train_stride_rotate": True, "epochs": 2},
+])
+def test_round_trip_through_checkpoint_gives_identical_scores(assets, overrides):
+    result = _run(assets, **overrides)
     assert set(result["test_result"]) == EXPECTED_KEYS
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
     reloaded = HyMiRecTrainer(config, model).evaluate(test_data, load_best_model=False)

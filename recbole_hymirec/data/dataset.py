@@ -116,6 +116,10 @@ class HyMiRecDataset(SequentialDataset):
         for key, value in (("dmil_window", self.dmil_window), ("train_stride", self.train_stride)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 1. Fix: set --{key}=1 or more.")
+        if config["train_stride_rotate"] and self.train_stride == 1:
+            raise ConfigError("train_stride_rotate=True rotates the phases of a strided training "
+                              "split, but train_stride=1 keeps every prefix. Fix: --train_stride=10 "
+                              "(or more), or --train_stride_rotate=False.")
 
     def data_augmentation(self):
         super().data_augmentation()

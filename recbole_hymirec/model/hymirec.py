@@ -97,14 +97,6 @@ class HyMiRec(SequentialRecommender):
                 dropout=config["light_dropout"])
             self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
             self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
-        # history_ids: the user side reads collaborative signal too (codes in the long
-        # history, the item tower's ID embeddings in the LLM's window)
-        self.code_embedding = (CodeEmbedding(self.codebook.n_layers, self.codebook.codebook_size,
-                                             config["light_hidden_size"])
-                               if self.history_ids and self.uses_lightweight else None)
-        # no bias: a zero ID embedding must add nothing, so the window starts as content only
-        self.id_to_llm = (nn.Linear(self.embedding_size, llm_size, bias=False)
-                          if self.history_ids else None)
         self.item_to_llm = nn.Linear(content_size, llm_size)
         self.refiner = LLMRefiner(
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
@@ -117,6 +109,9 @@ class HyMiRec(SequentialRecommender):
                           else None)
         self.dmil = DMILLoss(temperature_init=config["temperature"],
                              kmeans_iters=config["dmil_kmeans_iters"])
+        # built last: layers drawn from the random generator before them start the same
+        # with history_ids on or off
+        self.code_embedding, self.id_to_llm = self._history_id_layers(config, llm_size)
 
     def _check_config(self, dataset):
         if not hasattr(dataset, "user_history"):
@@ -160,6 +155,18 @@ class HyMiRec(SequentialRecommender):
         nn.init.zeros_(embedding.weight)
         return embedding
 
+    def _history_id_layers(self, config, llm_size):
+        """``history_ids``: learnable embeddings of the long history's codes (None without the
+        lightweight branch) and a projection of the item tower's ID embeddings into the LLM
+        window; ``(None, None)`` when off. Bias-free: a zero ID embedding adds nothing, so the
+        window starts as content only."""
+        if not self.history_ids:
+            return None, None
+        code_embedding = (CodeEmbedding(self.codebook.n_layers, self.codebook.codebook_size,
+                                        config["light_hidden_size"])
+                          if self.uses_lightweight else None)
+        return code_embedding, nn.Linear(self.embedding_size, llm_size, bias=False)
+
     def _initial_item_bias(self, dataset):
         """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
         if self.item_bias_init == "zeros":
@@ -201,14 +208,22 @@ class HyMiRec(SequentialRecommender):
 
     def long_history(self, interaction):
         """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
-        with ``long_history_input: raw``), its mask ``[B, L]``, and the learnable embeddings of
-        its codes ``[B, L, h]`` (None without ``history_ids``)."""
+        with ``long_history_input: raw``) + mask."""
         items, mask = self.long_history_items(interaction)
-        content = (self.item_content[items] if self.long_history_input == "raw"
-                   else self.decoded_items(items))
+        return self.history_content(items), mask
+
+    def history_content(self, items):
+        """Content of long-history items ``[B, L] -> [B, L, D]``."""
+        if self.long_history_input == "raw":
+            return self.item_content[items]
+        return self.decoded_items(items)
+
+    def history_code_embeddings(self, items):
+        """Learnable embeddings of the items' codes ``[B, L] -> [B, L, h]`` (None without
+        ``history_ids``)."""
         if self.code_embedding is None:
-            return content, mask, None
-        return content, mask, self.code_embedding(self.item_codes[items])
+            return None
+        return self.code_embedding(self.item_codes[items])
 
     def _window(self, interaction):
         """The items the LLM reads as ``(ids [B, T], mask [B, T])``: the recent window, or the
@@ -227,8 +242,9 @@ class HyMiRec(SequentialRecommender):
         if self.id_to_llm is not None:
             recent = recent + self.id_to_llm(self.item_id_embedding(items))  # [B, T, D_llm]
         if self.uses_lightweight:
-            history, history_mask, code_ids = self.long_history(interaction)  # [B, L, D], [B, L]
-            coarse = self.lightweight(history, history_mask, code_ids)  # [B, M, h]
+            history_items, history_mask = self.long_history_items(interaction)  # [B, L], [B, L]
+            coarse = self.lightweight(self.history_content(history_items), history_mask,
+                                      self.history_code_embeddings(history_items))  # [B, M, h]
             coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
         else:
             coarse = None
