@@ -99,7 +99,7 @@ class Config(RecBoleConfig):
             if expected:
                 default = self.internal_config_dict[key]
                 raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
-                                  f"Fix: --{key}={default!r} or another {expected}.")
+                                  f"Fix: --{key}={default!r}, or another value of that kind.")
 
     def _check_cuda_request(self):
         """``use_gpu: True`` written by the user on a machine without CUDA is an error, not a

@@ -303,3 +303,30 @@ def test_train_stride_rotate_without_a_stride_is_refused(assets):
     with pytest.raises(ConfigError, match=r"train_stride_rotate=True rotates the phases of a "
                                           r"strided training split, but train_stride=1"):
         _build(assets, train_stride=1, train_stride_rotate=True)
+
+
+def test_readout_loss_weight_adds_a_weighted_max_over_interests_term(assets):
+    model, batch, _ = _build(assets, readout_loss_weight=0.5)
+    plain, _, _ = _build(assets)  # same seed, same weights
+    model.eval(), plain.eval()  # no dropout: the same interests in both
+    losses, plain_losses = model.calculate_loss(batch), plain.calculate_loss(batch)
+    assert len(losses) == len(plain_losses) + 1
+    for term, plain_term in zip(losses, plain_losses):
+        assert term.item() == pytest.approx(plain_term.item(), rel=1e-6)
+    interests, _ = model(batch)
+    targets = model.target_window(batch)
+    readout = model.dmil.readout_loss(interests, targets, model.item_embeddings(),
+                                      item_bias=model.item_bias)
+    assert losses[-1].item() == pytest.approx(0.5 * readout.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("weight", [-1.0, -2])
+def test_readout_loss_weight_must_be_a_number_at_least_zero(assets, weight):
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
+        data_path, llm_path, readout_loss_weight=weight))
+    train, _, _ = data_preparation(config, create_dataset(config))
+    with pytest.raises(ConfigError, match=r"readout_loss_weight=.* must be a number >= 0 "
+                                          r"\(0 = off\)\. Fix: --readout_loss_weight=1\.0"):
+        get_model("HyMiRec")(config, train._dataset)

@@ -254,6 +254,70 @@ def test_no_valid_target_gives_a_zero_loss_with_a_graph():
     loss.backward()
 
 
+def manual_readout_loss(interests, target_ids, item_emb, scale, candidates=None):
+    """Cross-entropy of every target under ``scale * max_k cos(h_k, e_i)``: over items 1.. (full)
+    or over ``[target] + candidates[b, w]`` (sampled)."""
+    losses = []
+    for b, w in (target_ids > 0).nonzero().tolist():
+        target = int(target_ids[b, w])
+        ids = list(range(1, item_emb.shape[0])) if candidates is None else [target] + candidates[b][w]
+        logits = scale * (unit(item_emb[ids]) @ unit(interests[b]).T).max(1).values
+        losses.append(-torch.log_softmax(logits, 0)[ids.index(target)])
+    return torch.stack(losses).mean()
+
+
+def test_readout_loss_scores_every_item_by_its_best_interest():
+    torch.manual_seed(4)
+    interests = torch.randn(3, 3, 6)
+    item_emb = torch.randn(12, 6)
+    target_ids = torch.tensor([[3, 7, 0], [11, 0, 0], [1, 2, 4]])
+    loss = DMILLoss().readout_loss(interests, target_ids, item_emb)
+    expected = manual_readout_loss(interests, target_ids, item_emb, 1 / 0.07)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    negatives = torch.tensor([[5, 6], [8, 9], [10, 3]])  # [B, S], shared by a row's targets
+    sampled = DMILLoss().readout_loss(interests, target_ids, item_emb, neg_ids=negatives)
+    candidates = [[negatives[b].tolist()] * 3 for b in range(3)]
+    expected = manual_readout_loss(interests, target_ids, item_emb, 1 / 0.07, candidates)
+    assert sampled.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_readout_loss_with_one_interest_is_the_dmil_loss():
+    torch.manual_seed(5)
+    interests = torch.randn(2, 1, 5)
+    item_emb = torch.randn(9, 5)
+    target_ids, seen = torch.tensor([[3, 4], [8, 0]]), torch.tensor([[2, 6], [1, 0]])
+    loss_fn = DMILLoss()
+    for negatives in (None, torch.tensor([[1, 2, 5], [3, 6, 7]])):
+        readout = loss_fn.readout_loss(interests, target_ids, item_emb, negatives, seen_ids=seen)
+        dmil = loss_fn(interests, target_ids, item_emb, negatives, seen_ids=seen)
+        assert readout.item() == pytest.approx(dmil.item(), rel=1e-6)
+
+
+def test_readout_loss_pushes_down_the_interest_that_ranks_a_negative_first():
+    # interest 0 is the positive itself, interest 1 near a negative: DMIL trains the target on
+    # interest 0 only and never sees that interest 1 ranks the negative close to the positive
+    item_emb = torch.cat([torch.zeros(1, 3), torch.eye(3)])  # item 0 padding, items 1..3 orthogonal
+    near_negative = item_emb[2] + 0.3 * item_emb[3]  # off axis: its cosine has a gradient
+    interests = torch.stack([item_emb[1], near_negative]).unsqueeze(0).requires_grad_(True)  # [1, 2, 3]
+    target = torch.tensor([[1]])
+    loss_fn = DMILLoss()
+    dmil = loss_fn(interests, target, item_emb)
+    dmil.backward()
+    assert torch.equal(interests.grad[0, 1], torch.zeros(3))
+    interests.grad = None
+    readout = loss_fn.readout_loss(interests, target, item_emb)
+    assert readout.item() > dmil.item() + 0.3  # the negative scores 0.96 of the positive
+    readout.backward()
+    assert interests.grad[0, 1].abs().sum() > 0
+
+
+def test_readout_loss_without_targets_is_a_zero_with_a_graph():
+    interests = torch.randn(2, 2, 3, requires_grad=True)
+    loss = DMILLoss().readout_loss(interests, torch.zeros(2, 4, dtype=torch.long), torch.randn(5, 3))
+    assert loss.item() == 0.0
+    loss.backward()
+
+
 @pytest.mark.parametrize("kwargs", [dict(temperature_init=0), dict(max_logit_scale=-1), dict(kmeans_iters=-1)])
 def test_loss_rejects_bad_config(kwargs):
     with pytest.raises(ConfigError):

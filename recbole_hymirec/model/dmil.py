@@ -245,7 +245,36 @@ class DMILLoss(nn.Module):
             loss = interests.sum() * 0.0 + self.log_logit_scale * 0.0
             stats["logit_scale"] = self.logit_scale().item()
             return loss, stats
-        query = unit_interests[rows, interest_index[rows, slots]]  # [T, d]
+        query = unit_interests[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
+        loss = self._softmax_loss(query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
+                                  seen_ids)
+        stats["logit_scale"] = self.logit_scale().item()
+        return loss, stats
+
+    def readout_loss(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None,
+                     seen_ids=None):
+        """Softmax loss on the ranking's own score, ``scale * max_k cos(h_k, e_i) + b_i``, for
+        every valid target (same arguments as :meth:`forward`).
+
+        The DMIL loss trains a target against its matched interest only: it never teaches the
+        other interests to stay below the negatives, yet the max readout ranks by all of them.
+        """
+        if target_ids.dim() == 1:
+            target_ids = target_ids.unsqueeze(1)  # [B, 1]
+        if neg_ids is not None and neg_ids.dim() == 1:
+            neg_ids = neg_ids.unsqueeze(1)  # [B, 1]
+        self._check_inputs(interests, target_ids, item_emb, neg_ids)
+        rows, slots = (target_ids > 0).nonzero(as_tuple=True)  # [T], [T]
+        if rows.numel() == 0:
+            return interests.sum() * 0.0 + self.log_logit_scale * 0.0
+        query = F.normalize(interests, dim=-1, eps=_EPS)[rows]  # [T, K, d]
+        return self._softmax_loss(query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
+                                  seen_ids)
+
+    def _softmax_loss(self, query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
+                      seen_ids):
+        """Cross-entropy of each target ``target_ids[rows, slots]`` against its query interests
+        ``[T, K', d]`` scored by their max (``K' = 1``: the matched interest)."""
         positive = target_ids[rows, slots]  # [T]
         scale = self.logit_scale()
         if neg_ids is None:
@@ -254,22 +283,23 @@ class DMILLoss(nn.Module):
                 logits = logits + item_bias  # [T, n]; padding stays -inf
             if seen_ids is not None:
                 logits = _mask_seen(logits, seen_ids[rows], positive)  # [T, n]
-            loss = F.cross_entropy(logits.float(), positive)
-        else:
-            negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
-            logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
-            if item_bias is not None:
-                logits = logits + item_bias[torch.cat([positive.unsqueeze(1), negatives], 1)]
-            if seen_ids is not None:
-                seen_negative = (negatives.unsqueeze(2) == seen_ids[rows].unsqueeze(1)).any(2)  # [T, S]
-                logits[:, 1:] = logits[:, 1:].masked_fill(seen_negative, -math.inf)
-            loss = F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
-        stats["logit_scale"] = scale.item()
-        return loss, stats
+            return F.cross_entropy(logits.float(), positive)
+        negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
+        logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
+        if item_bias is not None:
+            logits = logits + item_bias[torch.cat([positive.unsqueeze(1), negatives], 1)]
+        if seen_ids is not None:
+            seen_negative = (negatives.unsqueeze(2) == seen_ids[rows].unsqueeze(1)).any(2)  # [T, S]
+            logits[:, 1:] = logits[:, 1:].masked_fill(seen_negative, -math.inf)
+        return F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
 
     @staticmethod
     def _full_logits(query, item_emb, scale):
-        logits = scale * query @ F.normalize(item_emb, dim=-1, eps=_EPS).T  # [T, n]
+        unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
+        cosine = query[:, 0] @ unit_items.T  # [T, n]
+        for k in range(1, query.shape[1]):  # one [T, n] at a time: O(T * n) memory
+            cosine = torch.maximum(cosine, query[:, k] @ unit_items.T)
+        logits = scale * cosine  # [T, n]
         # item 0 is RecBole's padding item: never a candidate
         return logits.masked_fill(_padding_column(logits), -math.inf)
 
@@ -278,8 +308,8 @@ class DMILLoss(nn.Module):
         # normalise only the rows used: a large catalogue is never touched as a whole
         unit_pos = F.normalize(item_emb[positive], dim=-1, eps=_EPS)  # [T, d]
         unit_neg = F.normalize(item_emb[negatives], dim=-1, eps=_EPS)  # [T, S, d]
-        pos_logit = scale * (query * unit_pos).sum(-1, keepdim=True)  # [T, 1]
-        neg_logit = scale * torch.einsum("td,tsd->ts", query, unit_neg)  # [T, S]
+        pos_logit = scale * torch.einsum("tkd,td->tk", query, unit_pos).amax(1, keepdim=True)  # [T, 1]
+        neg_logit = scale * torch.einsum("tkd,tsd->tks", query, unit_neg).amax(1)  # [T, S]
         # mask by id only: a sampled copy of the positive, and padding negatives (id 0)
         drop = (negatives == positive.unsqueeze(1)) | (negatives == 0)  # [T, S]
         neg_logit = neg_logit.masked_fill(drop, -math.inf)

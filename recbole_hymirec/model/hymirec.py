@@ -25,7 +25,8 @@ lightweight branch); ``n_interests: 1`` and ``dmil_window: 1`` are plain setting
 Our additions (off by default): ``use_id_embedding`` (ID residual in the item tower),
 ``history_ids`` (the user side reads IDs too: the window tokens add the item tower's ID
 embeddings, the long-history tokens learnable embeddings of their codes), ``item_bias``,
-``loss_masks_seen``.
+``loss_masks_seen``, ``readout_loss_weight`` (a softmax loss on the ranking's own max over
+interests, next to DMIL's matched-interest loss).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -59,6 +60,7 @@ class HyMiRec(SequentialRecommender):
         self.embedding_size = config["embedding_size"]
         self.dmil_window = config["dmil_window"]
         self.coarse_loss_weight = config["coarse_loss_weight"]
+        self.readout_loss_weight = config["readout_loss_weight"]
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
         self.item_bias_init = config["item_bias_init"]
@@ -133,6 +135,10 @@ class HyMiRec(SequentialRecommender):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
                                   f"Fix: --{key}={allowed[0]} (the default).")
+        if not (isinstance(self.readout_loss_weight, (int, float))
+                and not isinstance(self.readout_loss_weight, bool) and self.readout_loss_weight >= 0):
+            raise ConfigError(f"readout_loss_weight={self.readout_loss_weight!r} must be a number "
+                              ">= 0 (0 = off). Fix: --readout_loss_weight=1.0")
         if self.item_bias_lr is not None and not (
                 isinstance(self.item_bias_lr, (int, float)) and self.item_bias_lr > 0):
             raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
@@ -278,13 +284,14 @@ class HyMiRec(SequentialRecommender):
         interests, coarse = self.forward(interaction)
         targets = self.target_window(interaction)  # [B, W]
         items = self.item_embeddings()  # [n_items, d]
-        negatives, seen = self._negatives(interaction), self.seen_items(interaction)
-        refined_loss = self.dmil(interests, targets, items, negatives, self.item_bias, seen)
-        if coarse is None:
-            return refined_loss
-        coarse_loss = self.coarse_loss_weight * self.dmil(coarse, targets, items, negatives,
-                                                          self.item_bias, seen)
-        return refined_loss, coarse_loss
+        scoring = (targets, items, self._negatives(interaction), self.item_bias,
+                   self.seen_items(interaction))
+        losses = (self.dmil(interests, *scoring),)
+        if coarse is not None:
+            losses += (self.coarse_loss_weight * self.dmil(coarse, *scoring),)
+        if self.readout_loss_weight > 0:
+            losses += (self.readout_loss_weight * self.dmil.readout_loss(interests, *scoring),)
+        return losses[0] if len(losses) == 1 else losses
 
     def _with_bias(self, cosine, item_ids=None):
         """The training logit ``scale * cos + b_i`` when there is an item bias, else ``cos``."""
