@@ -108,7 +108,7 @@ def _run(assets, **overrides):
     {},
     # the additions' parameters round-trip too, and fit() runs the rotated phase of epoch 1
     {"use_id_embedding": True, "history_ids": True, "train_stride": 2,
-     "train_stride_rotate": True, "epochs": 2},
+     "train_stride_rotate": True, "epochs": 2, "ema_decay": 0.9},
 ])
 def test_round_trip_through_checkpoint_gives_identical_scores(assets, overrides):
     result = _run(assets, **overrides)
