@@ -60,7 +60,7 @@ class HyMiRec(SequentialRecommender):
         self.embedding_size = config["embedding_size"]
         self.dmil_window = config["dmil_window"]
         self.coarse_loss_weight = config["coarse_loss_weight"]
-        self.readout_loss_weight = config["readout_loss_weight"]
+        self.readout_loss_weight = config["readout_loss_weight"] or 0.0  # ~ switches it off
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
         self.item_bias_init = config["item_bias_init"]
