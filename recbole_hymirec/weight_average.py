@@ -22,7 +22,8 @@ class WeightAverage:
         self.parameters = dict(named_parameters)
         self.decay = decay
         self.steps = 0
-        self.shadow = {name: p.detach().clone() for name, p in self.parameters.items()}
+        # fp32 even for bf16 weights: a (1 - decay) = 0.002 step is below bf16's resolution
+        self.shadow = {name: p.detach().float().clone() for name, p in self.parameters.items()}
 
     def step_decay(self):
         return min(self.decay, (1 + self.steps) / (10 + self.steps))
@@ -31,24 +32,23 @@ class WeightAverage:
     def update(self):
         decay = self.step_decay()
         for name, p in self.parameters.items():
-            self.shadow[name].lerp_(p.detach(), 1 - decay)
+            self.shadow[name].lerp_(p.detach().float(), 1 - decay)
         self.steps += 1
 
     @contextmanager
     def swapped_in(self):
         """Inside the block the parameters hold the averaged weights; after it, their own."""
-        self._swap()
+        own = {name: p.detach().clone() for name, p in self.parameters.items()}
+        self._load(self.shadow)
         try:
             yield
         finally:
-            self._swap()
+            self._load(own)
 
     @torch.no_grad()
-    def _swap(self):
+    def _load(self, weights):
         for name, p in self.parameters.items():
-            own = p.detach().clone()
-            p.copy_(self.shadow[name])
-            self.shadow[name].copy_(own)
+            p.copy_(weights[name])
 
     def training_state(self):
         """What a resumed run needs besides the averaged weights: the weights being trained
@@ -61,9 +61,8 @@ class WeightAverage:
         """The parameters hold a checkpoint's averaged weights: they become the average, and the
         saved training weights (when the checkpoint has them) go back into the parameters."""
         for name, p in self.parameters.items():
-            self.shadow[name].copy_(p)
+            self.shadow[name].copy_(p)  # (a checkpoint holds them in the parameters' dtype)
         if not state:  # a checkpoint trained without averaging: the average starts here
             return
         self.steps = state["steps"]
-        for name, p in self.parameters.items():
-            p.copy_(state["training_weights"][name])
+        self._load(state["training_weights"])

@@ -32,6 +32,21 @@ def test_average_follows_the_warmed_up_decay_and_swaps_back():
     assert torch.equal(weight.detach(), torch.full((3,), 8.0))  # restored on an error too
 
 
+def test_bf16_weights_keep_an_fp32_average_that_swapping_does_not_round():
+    weight = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    average = WeightAverage([("w", weight)], decay=0.998)
+    average.steps = 10_000  # past the warm-up ((1 + t) / (10 + t) > 0.998): each update uses 0.998
+    with torch.no_grad():
+        weight.fill_(2.0)
+    for _ in range(3):
+        average.update()  # a 0.002 step: below bf16's resolution near 1
+        with average.swapped_in():
+            pass
+    assert average.shadow["w"].dtype == torch.float32
+    assert torch.allclose(average.shadow["w"], torch.full((4,), 2 - 0.998 ** 3), atol=1e-6)
+    assert torch.equal(weight.detach(), torch.full((4,), 2.0, dtype=torch.bfloat16))
+
+
 def _trainer(assets, tmp_path, **overrides):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
