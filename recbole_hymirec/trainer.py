@@ -76,7 +76,7 @@ class HyMiRecTrainer(Trainer):
 
     def resume_checkpoint(self, resume_file):
         super().resume_checkpoint(resume_file)
-        if self.weight_average is not None:
+        if self.weight_average is not None:  # RecBole's method keeps the file's dict to itself
             checkpoint = torch.load(str(resume_file), map_location=self.device, weights_only=False)
             self.weight_average.resume(checkpoint.get("weight_average"))
 

@@ -226,11 +226,7 @@ class DMILLoss(nn.Module):
             (scalar loss averaged over valid targets,
              dict(interest_index=[B, W] long, n_targets=int, logit_scale=float)).
         """
-        if target_ids.dim() == 1:
-            target_ids = target_ids.unsqueeze(1)  # [B, 1]
-        if neg_ids is not None and neg_ids.dim() == 1:
-            neg_ids = neg_ids.unsqueeze(1)  # [B, 1]
-        self._check_inputs(interests, target_ids, item_emb, neg_ids)
+        target_ids, neg_ids = self._prepare(interests, target_ids, item_emb, neg_ids)
         valid = target_ids > 0  # [B, W]
         unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
 
@@ -241,13 +237,12 @@ class DMILLoss(nn.Module):
         stats = {"interest_index": interest_index, "n_targets": int(valid.sum())}
 
         rows, slots = valid.nonzero(as_tuple=True)  # [T], [T]
-        if rows.numel() == 0:  # no target at all: a zero that still belongs to the graph
-            loss = interests.sum() * 0.0 + self.log_logit_scale * 0.0
+        if rows.numel() == 0:
             stats["logit_scale"] = self.logit_scale().item()
-            return loss, stats
+            return self._zero_loss(interests), stats
         query = unit_interests[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
-        loss = self._softmax_loss(query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
-                                  seen_ids)
+        loss = self._softmax_loss(query, None, target_ids, rows, slots, item_emb, neg_ids,
+                                  item_bias, seen_ids)
         stats["logit_scale"] = self.logit_scale().item()
         return loss, stats
 
@@ -259,32 +254,47 @@ class DMILLoss(nn.Module):
         The DMIL loss trains a target against its matched interest only: it never teaches the
         other interests to stay below the negatives, yet the max readout ranks by all of them.
         """
+        target_ids, neg_ids = self._prepare(interests, target_ids, item_emb, neg_ids)
+        rows, slots = (target_ids > 0).nonzero(as_tuple=True)  # [T], [T]
+        if rows.numel() == 0:
+            return self._zero_loss(interests)
+        query = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]: one per row, not per target
+        return self._softmax_loss(query, rows, target_ids, rows, slots, item_emb, neg_ids,
+                                  item_bias, seen_ids)
+
+    def _prepare(self, interests, target_ids, item_emb, neg_ids):
+        """``[B]`` targets / negatives as ``[B, 1]``, then the shape checks."""
         if target_ids.dim() == 1:
             target_ids = target_ids.unsqueeze(1)  # [B, 1]
         if neg_ids is not None and neg_ids.dim() == 1:
             neg_ids = neg_ids.unsqueeze(1)  # [B, 1]
         self._check_inputs(interests, target_ids, item_emb, neg_ids)
-        rows, slots = (target_ids > 0).nonzero(as_tuple=True)  # [T], [T]
-        if rows.numel() == 0:
-            return interests.sum() * 0.0 + self.log_logit_scale * 0.0
-        query = F.normalize(interests, dim=-1, eps=_EPS)[rows]  # [T, K, d]
-        return self._softmax_loss(query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
-                                  seen_ids)
+        return target_ids, neg_ids
 
-    def _softmax_loss(self, query, target_ids, rows, slots, item_emb, neg_ids, item_bias,
-                      seen_ids):
-        """Cross-entropy of each target ``target_ids[rows, slots]`` against its query interests
-        ``[T, K', d]`` scored by their max (``K' = 1``: the matched interest)."""
+    def _zero_loss(self, interests):
+        """No target at all: a zero that still belongs to the graph."""
+        return interests.sum() * 0.0 + self.log_logit_scale * 0.0
+
+    def _softmax_loss(self, query, query_rows, target_ids, rows, slots, item_emb, neg_ids,
+                      item_bias, seen_ids):
+        """Cross-entropy of each target ``target_ids[rows, slots]`` against its query interests,
+        scored by their max: ``query`` is ``[T, K', d]`` (one per target, ``query_rows`` None;
+        ``K' = 1``: the matched interest) or ``[B, K, d]`` shared by the targets of a row
+        (``query_rows`` [T]: a full softmax then scores each row once, not once per target)."""
         positive = target_ids[rows, slots]  # [T]
         scale = self.logit_scale()
         if neg_ids is None:
-            logits = self._full_logits(query, item_emb, scale)  # [T, n]
+            logits = self._full_logits(query, item_emb, scale)  # [T or B, n]
+            if query_rows is not None:
+                logits = logits[query_rows]  # [T, n]
             if item_bias is not None:
                 logits = logits + item_bias  # [T, n]; padding stays -inf
             if seen_ids is not None:
                 logits = _mask_seen(logits, seen_ids[rows], positive)  # [T, n]
             return F.cross_entropy(logits.float(), positive)
         negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
+        if query_rows is not None:
+            query = query[query_rows]  # [T, K, d]
         logits = self._sampled_logits(query, positive, negatives, item_emb, scale)  # [T, 1 + S]
         if item_bias is not None:
             logits = logits + item_bias[torch.cat([positive.unsqueeze(1), negatives], 1)]
@@ -295,11 +305,7 @@ class DMILLoss(nn.Module):
 
     @staticmethod
     def _full_logits(query, item_emb, scale):
-        unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
-        cosine = query[:, 0] @ unit_items.T  # [T, n]
-        for k in range(1, query.shape[1]):  # one [T, n] at a time: O(T * n) memory
-            cosine = torch.maximum(cosine, query[:, k] @ unit_items.T)
-        logits = scale * cosine  # [T, n]
+        logits = scale * max_over_interests(query, item_emb)  # [T, n]: the ranking's own score
         # item 0 is RecBole's padding item: never a candidate
         return logits.masked_fill(_padding_column(logits), -math.inf)
 
