@@ -40,6 +40,7 @@ TABLE_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "mrr@
 DATASET_STATISTICS = ("users", "items", "interactions", "interactions_per_user", "sparsity")
 PAGE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20", "hit@50",
                 "itemcoverage@10", "giniindex@10", "averagepopularity@10", "ild@10")
+PLOT_NAME_LIMIT = 24  # longer row names (HyMiRec(...) with overrides) show as their number only
 
 
 def build_parser():
@@ -262,16 +263,17 @@ def _results_table(rows):
     test = _metrics(rows, "test_result")
     shown = [m for m in PAGE_METRICS if m in test] or test
     lines = ["## Test metrics (full ranking)", "",
-             "| model | " + " | ".join(shown + ["trainable params", "wall s", "status"]) + " |",
-             "|---|" + "---:|" * (len(shown) + 2) + "---|"]
-    for r in rows:
+             "| # | model | " + " | ".join(shown + ["trainable params", "wall s", "status"]) + " |",
+             "|---:|---|" + "---:|" * (len(shown) + 2) + "---|"]
+    for number, r in enumerate(rows, 1):
         cells = [f"{v:.4f}" if isinstance(v, (int, float)) else "-"
                  for v in (_get(r, "test_result", m) for m in shown)]
         params = (r.get("result") or {}).get("trainable_parameters")
         cells += [f"{params:,}" if isinstance(params, int) else "-", f"{r['seconds']:.1f}",
                   _md_cell(r["status"])]
-        lines.append(f"| {_md_cell(r['model'])} | " + " | ".join(cells) + " |")
-    return lines + ["", "Every metric (test and best valid) is in the csv next to this page.", ""]
+        lines.append(f"| {number} | {_md_cell(r['model'])} | " + " | ".join(cells) + " |")
+    return lines + ["", "Every metric (test and best valid) is in the csv next to this page; "
+                    "the png labels each row by its number (`#`).", ""]
 
 
 def _hyper_parameter_section(rows, per_model):
@@ -312,6 +314,11 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
     return "\n".join(lines)
 
 
+def plot_label(number, model, limit=PLOT_NAME_LIMIT):
+    """``#3 SASRec``, or ``#3`` alone for a name too long to print (the page's table keys it)."""
+    return f"#{number} {model}" if len(model) <= limit else f"#{number}"
+
+
 def _bar_groups(axis, rows, metrics):
     """Grouped bars: one group per model, one bar per metric (failed rows stay empty)."""
     width = 0.8 / len(metrics)
@@ -320,8 +327,10 @@ def _bar_groups(axis, rows, metrics):
         axis.bar([x + (i - (len(metrics) - 1) / 2) * width for x in range(len(rows))], values,
                  width=width, label=metric)
     axis.set_xticks(range(len(rows)))
-    axis.set_xticklabels([r["model"] for r in rows], rotation=30, ha="right", fontsize=8)
-    axis.legend(fontsize=8)
+    axis.set_xticklabels([plot_label(n, r["model"]) for n, r in enumerate(rows, 1)],
+                         rotation=30, ha="right", fontsize=8)
+    axis.margins(y=0.2)  # headroom above the tallest bar for the legend
+    axis.legend(fontsize=8, ncol=len(metrics), loc="upper left")
 
 
 def render_png(rows, dataset):
@@ -341,12 +350,12 @@ def render_png(rows, dataset):
     if beyond:
         _bar_groups(coverage, rows, beyond)
     coverage.set_title("Coverage and diversity @10")
-    for r in rows:
+    for number, r in enumerate(rows, 1):
         v = _get(r, "test_result", "ndcg@10")
         if v is not None:
             scatter.scatter(r["seconds"], v)
-            scatter.annotate(r["model"], (r["seconds"], v), textcoords="offset points",
-                             xytext=(4, 4), fontsize=7)
+            scatter.annotate(plot_label(number, r["model"]), (r["seconds"], v),
+                             textcoords="offset points", xytext=(4, 4), fontsize=7)
     scatter.set_xlabel("wall time (s)")
     scatter.set_ylabel("NDCG@10 (test)")
     scatter.set_title("NDCG@10 vs wall time")

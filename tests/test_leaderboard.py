@@ -50,8 +50,8 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     kept = {r["model"]: r for r in json.load(open("tmp/tiny.json"))}
     md = open("tmp/tiny.md").read()
     assert "python -m recbole_hymirec.leaderboard -d tiny -m SASRec,NoSuchModel --out tmp" in md
-    assert "| model | ndcg@10 | recall@10 |" in md
-    assert "| SASRec | " in md and "| NoSuchModel | " in md
+    assert "| # | model | ndcg@10 | recall@10 |" in md
+    assert "| 1 | SASRec | " in md and "| 2 | NoSuchModel | " in md
     assert leaderboard.reproduce_command(kept["SASRec"]) in md
     assert leaderboard.reproduce_command(kept["SASRec"]).startswith("python ")
     assert "-m SASRec -d tiny" in md and "CPUs" in md
@@ -87,6 +87,13 @@ def test_model_entries_with_overrides():
         "HyMiRec", ["--lora_target_modules=[q_proj,v_proj]", "--lora_r=4"])
     assert leaderboard.merge_overrides(["--epochs=3", "--seed=1"], ["--epochs=8"]) == [
         "--seed=1", "--epochs=8"]
+
+
+def test_plot_labels_number_rows_and_drop_long_names():
+    assert leaderboard.plot_label(2, "SASRec") == "#2 SASRec"
+    long_name = "HyMiRec(item_bias=True,use_id_embedding=True)"
+    assert leaderboard.plot_label(7, long_name) == "#7"
+    assert leaderboard.plot_label(7, long_name, limit=len(long_name)) == f"#7 {long_name}"
 
 
 def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, capsys):
