@@ -330,3 +330,31 @@ def test_readout_loss_weight_must_be_a_number_at_least_zero(assets, weight):
     with pytest.raises(ConfigError, match=r"readout_loss_weight=.* must be a number >= 0 "
                                           r"\(0 = off\)\. Fix: --readout_loss_weight=1\.0"):
         get_model("HyMiRec")(config, train._dataset)
+
+
+def test_history_item_dropout_hides_items_in_training_only_and_keeps_the_last(assets):
+    model, batch, _ = _build(assets, history_item_dropout=0.5)
+    model.eval()
+    _, full_window = model._window(batch)  # [B, N]
+    _, full_history = model.long_history_items(batch)  # [B, L]
+    assert model._window(batch)[1].equal(full_window)  # evaluation: nothing hidden
+    model.train()
+    torch.manual_seed(0)
+    _, window = model._window(batch)
+    _, history = model.long_history_items(batch)
+    for kept, full in ((window, full_window), (history, full_history)):
+        assert not (kept & ~full).any()  # only real items can be kept
+        assert kept.sum() < full.sum()  # some were hidden (p = 0.5 over the batch)
+        last = full.sum(dim=1) - 1  # [B] (left-aligned)
+        assert kept.gather(1, last.unsqueeze(1)).all()  # the most recent one never is
+    assert _llm_context_widths(model, batch) != _llm_context_widths(model.eval(), batch)
+    model.train()
+    loss = model.calculate_loss(batch)
+    assert all(torch.isfinite(term) for term in loss)
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1])
+def test_history_item_dropout_must_be_below_one(assets, rate):
+    with pytest.raises(ConfigError, match=r"history_item_dropout=.* must be a number in \[0, 1\) "
+                                          r"\(0 = off\)\. Fix: --history_item_dropout=0\.2"):
+        _build(assets, history_item_dropout=rate)

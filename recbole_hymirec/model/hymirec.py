@@ -26,7 +26,8 @@ Our additions (off by default): ``use_id_embedding`` (ID residual in the item to
 ``history_ids`` (the user side reads IDs too: the window tokens add the item tower's ID
 embeddings, the long-history tokens learnable embeddings of their codes), ``item_bias``,
 ``loss_masks_seen``, ``readout_loss_weight`` (a softmax loss on the ranking's own max over
-interests, next to DMIL's matched-interest loss).
+interests, next to DMIL's matched-interest loss), ``history_item_dropout`` (training rows
+hide random history items from the LLM window and the lightweight branch).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -72,6 +73,7 @@ class HyMiRec(SequentialRecommender):
         self.long_history_input = config["long_history_input"]
         self.refiner_reads = config["refiner_reads"]
         self.history_ids = config["history_ids"]
+        self.history_item_dropout = config["history_item_dropout"] or 0.0  # ~ switches it off
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -139,6 +141,11 @@ class HyMiRec(SequentialRecommender):
                 and not isinstance(self.readout_loss_weight, bool) and self.readout_loss_weight >= 0):
             raise ConfigError(f"readout_loss_weight={self.readout_loss_weight!r} must be a number "
                               ">= 0 (0 = off). Fix: --readout_loss_weight=1.0")
+        if not (isinstance(self.history_item_dropout, (int, float))
+                and not isinstance(self.history_item_dropout, bool)
+                and 0 <= self.history_item_dropout < 1):
+            raise ConfigError(f"history_item_dropout={self.history_item_dropout!r} must be a "
+                              "number in [0, 1) (0 = off). Fix: --history_item_dropout=0.2")
         if self.item_bias_lr is not None and not (
                 isinstance(self.item_bias_lr, (int, float)) and self.item_bias_lr > 0):
             raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
@@ -210,7 +217,20 @@ class HyMiRec(SequentialRecommender):
         items, lengths = self.user_history.history(users, positions, self.long_seq_len)
         items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
         mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
-        return items, mask
+        return items, self._drop_history_items(mask)
+
+    def _drop_history_items(self, mask):
+        """Training only: hide each history item with probability ``history_item_dropout``,
+        the most recent always kept (histories are left-aligned) ``[B, T] -> [B, T]``.
+        Every epoch replays the same strided prefixes, and HyMiRec peaks on valid after ~5
+        epochs: random crops of the history are new inputs each time. Masked, not removed:
+        the refiner and the lightweight branch renumber positions over the kept items."""
+        if not self.training or self.history_item_dropout == 0:
+            return mask
+        keep = torch.rand(mask.shape, device=mask.device) >= self.history_item_dropout  # [B, T]
+        last = (mask.sum(dim=1, keepdim=True) - 1).clamp(min=0)  # [B, 1]
+        keep.scatter_(1, last, True)
+        return mask & keep
 
     def long_history(self, interaction):
         """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
@@ -238,7 +258,7 @@ class HyMiRec(SequentialRecommender):
             return self.long_history_items(interaction)
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         mask = torch.arange(item_seq.shape[1], device=self.device) < item_seq_len.unsqueeze(1)
-        return item_seq, mask
+        return item_seq, self._drop_history_items(mask)
 
     def forward(self, interaction):
         """``(refined interests [B, K, d], coarse interests [B, M, d] or None)``; never reads
