@@ -45,6 +45,11 @@ from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm
 from recbole_hymirec.model.refiner import LLMRefiner
 
 
+def _is_number(value):
+    """An int or float config value (YAML's booleans are ints to Python, not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class HyMiRec(SequentialRecommender):
     r"""Hybrid multi-interest LLM-based sequential recommender (one RecBole model)."""
 
@@ -137,17 +142,14 @@ class HyMiRec(SequentialRecommender):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
                                   f"Fix: --{key}={allowed[0]} (the default).")
-        if not (isinstance(self.readout_loss_weight, (int, float))
-                and not isinstance(self.readout_loss_weight, bool) and self.readout_loss_weight >= 0):
+        if not (_is_number(self.readout_loss_weight) and self.readout_loss_weight >= 0):
             raise ConfigError(f"readout_loss_weight={self.readout_loss_weight!r} must be a number "
                               ">= 0 (0 = off). Fix: --readout_loss_weight=1.0")
-        if not (isinstance(self.history_item_dropout, (int, float))
-                and not isinstance(self.history_item_dropout, bool)
-                and 0 <= self.history_item_dropout < 1):
+        if not (_is_number(self.history_item_dropout) and 0 <= self.history_item_dropout < 1):
             raise ConfigError(f"history_item_dropout={self.history_item_dropout!r} must be a "
                               "number in [0, 1) (0 = off). Fix: --history_item_dropout=0.2")
         if self.item_bias_lr is not None and not (
-                isinstance(self.item_bias_lr, (int, float)) and self.item_bias_lr > 0):
+                _is_number(self.item_bias_lr) and self.item_bias_lr > 0):
             raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
                               "for the learner's learning_rate. Fix: --item_bias_lr=0.05")
         # booleans need no check here: the plugin's Config refuses a value of the wrong kind
