@@ -276,6 +276,33 @@ def _results_table(rows):
                     "the png labels each row by its number (`#`).", ""]
 
 
+def _curve_cell(curve, best=None):
+    """``[[epoch, value], ...]`` -> ``"e0 0.0649, e1 **0.0801**"`` (``best`` in bold)."""
+    return ", ".join(f"e{epoch} **{value:.4f}**" if value == best else f"e{epoch} {value:.4f}"
+                     for epoch, value in curve)
+
+
+def _curves_section(rows):
+    """Valid score after each evaluation and training loss per epoch, for the rows that
+    recorded them: whether a model peaked early or was still rising when it stopped."""
+    lines = ["## Learning curves", "",
+             "The protocol's `valid_metric` after each evaluation (the best, in bold, is the "
+             "checkpoint tested) and the training loss of each epoch (`e<epoch>`; a resumed "
+             "run lists the epochs of its last process). Rows without curves were run before "
+             "the leaderboard recorded them.", "",
+             "| # | valid score per evaluation | training loss per epoch |", "|---:|---|---|"]
+    recorded = 0
+    for number, r in enumerate(rows, 1):
+        result = r.get("result") or {}
+        if not result.get("valid_curve") and not result.get("train_loss_curve"):
+            continue
+        recorded += 1
+        valid = _curve_cell(result.get("valid_curve") or [], result.get("best_valid_score"))
+        loss = _curve_cell(result.get("train_loss_curve") or [])
+        lines.append(f"| {number} | {valid or '-'} | {loss or '-'} |")
+    return lines + [""] if recorded else []
+
+
 def _hyper_parameter_section(rows, per_model):
     lines = ["## Hyper-parameters", ""]
     for r in rows:
@@ -301,6 +328,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
              f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
              f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
     lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
+    lines += _curves_section(rows)
     lines += _hyper_parameter_section(rows, per_model)
     lines += ["## Reproduce a row", ""]
     for r in rows:

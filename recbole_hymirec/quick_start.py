@@ -124,9 +124,11 @@ def _train_and_test(config, model, train_data, valid_data, test_data, saved, ver
     attach_metric_data(trainer, config, train_data.dataset, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])
+    valid_curve = []  # [epoch, valid score] after every evaluation of this process
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, verbose=verbose, saved=saved,
         show_progress=config["show_progress"] and verbose,
+        callback_fn=lambda epoch, score: valid_curve.append([epoch, round(float(score), 4)]),
     )
     barrier()  # the other ranks must not read the best checkpoint while rank 0 writes it
     test_result = trainer.evaluate(
@@ -139,6 +141,9 @@ def _train_and_test(config, model, train_data, valid_data, test_data, saved, ver
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "valid_curve": valid_curve,
+        "train_loss_curve": [[epoch, round(float(loss), 4)]
+                             for epoch, loss in sorted(trainer.train_loss_dict.items())],
         "saved_model_file": trainer.saved_model_file if saved else None,
         "trainable_parameters": trainable_parameters(model),
     }

@@ -55,6 +55,13 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     assert leaderboard.reproduce_command(kept["SASRec"]) in md
     assert leaderboard.reproduce_command(kept["SASRec"]).startswith("python ")
     assert "-m SASRec -d tiny" in md and "CPUs" in md
+    result = kept["SASRec"]["result"]  # one epoch: one evaluation, one training loss
+    assert result["valid_curve"] == [[0, result["best_valid_score"]]]
+    assert [epoch for epoch, _ in result["train_loss_curve"]] == [0]
+    assert result["train_loss_curve"][0][1] > 0
+    curves = md.split("## Learning curves")[1].split("## Hyper-parameters")[0]
+    assert f"| 1 | e0 **{result['best_valid_score']:.4f}** | e0 " in curves
+    assert "| 2 |" not in curves  # the failed row recorded nothing
 
     # Second run: the ok row is reused, the failed one re-runs.
     assert leaderboard.main(argv) == 1
@@ -76,6 +83,18 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
     assert rerun["SASRec"]["status"] == "ok" and rerun["NoSuchModel"]["status"] != "ok"
     with open("tmp/tiny.csv") as f:
         assert [r["model"] for r in csv.DictReader(f)] == ["SASRec"]
+
+
+def test_curves_section_bolds_the_best_and_skips_rows_without_curves():
+    rising = {"model": "A", "result": {"valid_curve": [[0, 0.05], [1, 0.08], [2, 0.07]],
+                                       "train_loss_curve": [[0, 9.5], [1, 8.25], [2, 8.0]],
+                                       "best_valid_score": 0.08}}
+    old_row = {"model": "B", "result": {"best_valid_score": 0.1}}
+    failed = {"model": "C", "result": None}
+    lines = leaderboard._curves_section([old_row, rising, failed])
+    assert "| 2 | e0 0.0500, e1 **0.0800**, e2 0.0700 | e0 9.5000, e1 8.2500, e2 8.0000 |" in lines
+    assert not [line for line in lines if line.startswith(("| 1 |", "| 3 |"))]
+    assert leaderboard._curves_section([old_row, failed]) == []  # no section without curves
 
 
 def test_model_entries_with_overrides():
