@@ -74,7 +74,10 @@ def test_raw_history_input_bypasses_the_codes(assets):
                                        {"refiner_reads": "full_history"},
                                        {"long_history_input": "raw"},
                                        {"use_id_embedding": True, "history_ids": True,
-                                        "use_long_history": False}])
+                                        "use_long_history": False},
+                                       {"dense_loss_weight": 1.0, "context_order": "recent_first"},
+                                       {"dense_loss_weight": 1.0, "refiner_reads": "full_history",
+                                        "loss_masks_seen": True}])
 def test_every_variant_trains(assets, overrides):
     model, batch, test_batch = _build(assets, **overrides)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,6 +102,9 @@ def test_every_variant_trains(assets, overrides):
     ({"item_bias_init": "ones"}, "item_bias_init='ones' is not one of ['zeros', 'popularity']"),
     ({"item_bias": "no"}, "item_bias='no' must be true or false"),
     ({"item_bias": True, "item_bias_lr": -0.1}, "item_bias_lr=-0.1 must be a number > 0"),
+    ({"context_order": "queries_first"},
+     "context_order='queries_first' is not one of ['coarse_first', 'recent_first']"),
+    ({"dense_loss_weight": -1.0}, "dense_loss_weight=-1.0 must be a number >= 0 (0 = off)"),
     ({"history_ids": True},
      "history_ids=True feeds the item tower's ID embeddings to the user side, but "
      "use_id_embedding=False. Fix: --use_id_embedding=True"),
@@ -358,3 +364,66 @@ def test_history_item_dropout_must_be_below_one(assets, rate):
     with pytest.raises(ConfigError, match=r"history_item_dropout=.* must be a number in \[0, 1\) "
                                           r"\(0 = off\)\. Fix: --history_item_dropout=0\.2"):
         _build(assets, history_item_dropout=rate)
+
+
+def test_dense_next_items_follow_the_window_then_the_target(assets):
+    model, batch, _ = _build(assets, dense_loss_weight=1.0, context_order="recent_first")
+    items, mask = model._window(batch)  # [B, N], [B, N]
+    mask = mask.clone()
+    mask[0, 0] = False  # a token hidden by history_item_dropout predicts nothing
+    following = model.dense_next_items(batch, items, mask)  # [B, N]
+    for row, length in enumerate(batch["item_length"].tolist()):
+        expected = items[row, 1:length].tolist() + [int(batch["item_id"][row])]
+        expected += [0] * (items.shape[1] - length)
+        if row == 0:
+            expected[0] = 0
+        assert following[row].tolist() == expected
+
+
+def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
+    model, batch, _ = _build(assets, dense_loss_weight=0.5, context_order="recent_first",
+                             loss_masks_seen=True)
+    model.eval()  # no dropout: the loss is a deterministic function of the batch
+    calls = []
+    original = model.dmil.readout_loss
+
+    def spy(interests, target_ids, item_emb, neg_ids=None, item_bias=None, seen_ids=None):
+        calls.append((target_ids, seen_ids))
+        return original(interests, target_ids, item_emb, neg_ids, item_bias, seen_ids)
+
+    model.dmil.readout_loss = spy
+    losses = model.calculate_loss(batch)
+    assert len(losses) == 3 and all(torch.isfinite(term) for term in losses)  # DMIL, coarse, dense
+    targets, seen = calls[-1]  # [V, 1], [V, S]
+    assert len(targets) == int(batch["item_length"].sum())  # every window token predicts
+    history, lengths = model.user_history, batch["item_length"]
+    rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # [V]
+    slots = torch.cat([torch.arange(int(length)) for length in lengths])  # [V]
+    for v, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist())):
+        start = int(history.offsets[batch["user_id"][row]])
+        predicted = int(batch["target_position"][row] - lengths[row]) + slot + 1  # user position
+        assert targets[v, 0] == history.items[start + predicted]
+        assert [i for i in seen[v].tolist() if i] == history.items[start:start + predicted].tolist()
+    assert torch.isclose(losses[2], 0.5 * original(*_dense_inputs(model, batch)))
+
+
+def _dense_inputs(model, batch):
+    """The dense loss's arguments rebuilt by hand from the window outputs."""
+    _, _, (items, mask, outputs) = model._user_side(batch, with_recent=True)
+    following = model.dense_next_items(batch, items, mask)
+    rows, slots = following.nonzero(as_tuple=True)
+    users, positions = batch["user_id"], batch["target_position"]
+    before = positions[rows] - batch["item_length"][rows] + slots + 1
+    seen = model.user_history.before(users[rows], before)
+    return (outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1),
+            model.item_embeddings(), None, model.item_bias, seen)
+
+
+def test_dense_loss_needs_the_recent_first_order_with_the_lightweight_branch(assets):
+    with pytest.raises(ConfigError, match=r"dense_loss_weight > 0 trains each window token to "
+                                          r"predict the next item, but with context_order="
+                                          r"coarse_first .* Fix: --context_order=recent_first, "
+                                          r"or --dense_loss_weight=0\."):
+        _build(assets, dense_loss_weight=1.0)
+    model, batch, _ = _build(assets, dense_loss_weight=1.0, use_long_history=False)
+    assert len(model.calculate_loss(batch)) == 2  # no coarse tokens to leak: DMIL + dense

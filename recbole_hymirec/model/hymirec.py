@@ -27,7 +27,10 @@ Our additions (off by default): ``use_id_embedding`` (ID residual in the item to
 embeddings, the long-history tokens learnable embeddings of their codes), ``item_bias``,
 ``loss_masks_seen``, ``readout_loss_weight`` (a softmax loss on the ranking's own max over
 interests, next to DMIL's matched-interest loss), ``history_item_dropout`` (training rows
-hide random history items from the LLM window and the lightweight branch).
+hide random history items from the LLM window and the lightweight branch),
+``dense_loss_weight`` with ``context_order: recent_first`` (every token of the LLM's window
+also predicts the item after it, HLLM-style, so a training row trains every prefix of its
+window, not only the one before its target).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -79,6 +82,8 @@ class HyMiRec(SequentialRecommender):
         self.refiner_reads = config["refiner_reads"]
         self.history_ids = config["history_ids"]
         self.history_item_dropout = config["history_item_dropout"] or 0.0  # ~ switches it off
+        self.context_order = config["context_order"]
+        self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -110,7 +115,8 @@ class HyMiRec(SequentialRecommender):
         self.refiner = LLMRefiner(
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
-            lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"])
+            lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"],
+            context_order=self.context_order)
         self.item_tower = nn.Linear(content_size, self.embedding_size)
         self.item_id_embedding = (self._zero_id_embedding() if self.use_id_embedding else None)
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
@@ -137,7 +143,8 @@ class HyMiRec(SequentialRecommender):
 
     def _check_ablation_keys(self):
         choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
-                   "refiner_reads": ("hybrid", "full_history")}
+                   "refiner_reads": ("hybrid", "full_history"),
+                   "context_order": ("coarse_first", "recent_first")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
@@ -148,6 +155,9 @@ class HyMiRec(SequentialRecommender):
         if not (_is_number(self.history_item_dropout) and 0 <= self.history_item_dropout < 1):
             raise ConfigError(f"history_item_dropout={self.history_item_dropout!r} must be a "
                               "number in [0, 1) (0 = off). Fix: --history_item_dropout=0.2")
+        if not (_is_number(self.dense_loss_weight) and self.dense_loss_weight >= 0):
+            raise ConfigError(f"dense_loss_weight={self.dense_loss_weight!r} must be a number "
+                              ">= 0 (0 = off). Fix: --dense_loss_weight=1.0")
         if self.item_bias_lr is not None and not (
                 _is_number(self.item_bias_lr) and self.item_bias_lr > 0):
             raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
@@ -157,6 +167,12 @@ class HyMiRec(SequentialRecommender):
             raise ConfigError("history_ids=True feeds the item tower's ID embeddings to the user "
                               "side, but use_id_embedding=False. Fix: --use_id_embedding=True, "
                               "or --history_ids=False.")
+        if self.dense_loss_weight > 0 and self.uses_lightweight and \
+                self.context_order == "coarse_first":
+            raise ConfigError("dense_loss_weight > 0 trains each window token to predict the next "
+                              "item, but with context_order=coarse_first it reads the coarse "
+                              "interests, built from a history that holds that item. Fix: "
+                              "--context_order=recent_first, or --dense_loss_weight=0.")
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
                               "use_long_history=False drops it. Fix: --refiner_reads=hybrid "
@@ -265,6 +281,12 @@ class HyMiRec(SequentialRecommender):
     def forward(self, interaction):
         """``(refined interests [B, K, d], coarse interests [B, M, d] or None)``; never reads
         the target."""
+        interests, coarse, _ = self._user_side(interaction)
+        return interests, coarse
+
+    def _user_side(self, interaction, with_recent=False):
+        """``forward``, plus ``(window ids [B, T], mask [B, T], outputs [B, T, d])`` of the
+        LLM's window tokens with ``with_recent`` (else None)."""
         items, items_mask = self._window(interaction)  # [B, T], [B, T]
         recent = self.item_to_llm(self.item_content[items])  # [B, T, D_llm]
         if self.id_to_llm is not None:
@@ -278,8 +300,10 @@ class HyMiRec(SequentialRecommender):
             coarse = None
             coarse_tokens = recent.new_zeros(recent.shape[0], 0, recent.shape[2])  # [B, 0, D_llm]
         coarse_mask = torch.ones(coarse_tokens.shape[:2], dtype=torch.bool, device=self.device)
-        interests = self.refiner(coarse_tokens, coarse_mask, recent, items_mask)  # [B, K, d]
-        return interests, None if coarse is None else self.coarse_head(coarse)
+        interests, recent_out = self.refiner.forward_with_recent(
+            coarse_tokens, coarse_mask, recent, items_mask, with_recent)  # [B, K, d], [B, T, d]
+        window = (items, items_mask, recent_out) if with_recent else None
+        return interests, None if coarse is None else self.coarse_head(coarse), window
 
     # ------------------------------------------------------------------ RecBole API
 
@@ -303,17 +327,50 @@ class HyMiRec(SequentialRecommender):
         return self.user_history.before(*self._rows(interaction)).to(self.device)
 
     def calculate_loss(self, interaction):
-        interests, coarse = self.forward(interaction)
+        interests, coarse, window = self._user_side(interaction, self.dense_loss_weight > 0)
         targets = self.target_window(interaction)  # [B, W]
         items = self.item_embeddings()  # [n_items, d]
-        scoring = (targets, items, self._negatives(interaction), self.item_bias,
-                   self.seen_items(interaction))
+        negatives = self._negatives(interaction)
+        scoring = (targets, items, negatives, self.item_bias, self.seen_items(interaction))
         losses = (self.dmil(interests, *scoring),)
         if coarse is not None:
             losses += (self.coarse_loss_weight * self.dmil(coarse, *scoring),)
         if self.readout_loss_weight > 0:
             losses += (self.readout_loss_weight * self.dmil.readout_loss(interests, *scoring),)
+        if window is not None:
+            losses += (self.dense_loss_weight * self.dense_loss(interaction, window, items,
+                                                                negatives),)
         return losses[0] if len(losses) == 1 else losses
+
+    def dense_next_items(self, interaction, window_items, window_mask):
+        """The item after each window token ``[B, T]`` (0 = none): the next window item, and the
+        row's target after the last one. A token hidden by ``history_item_dropout`` predicts
+        nothing (its state does not exist); the item after it is still the true next item."""
+        lengths = (window_items > 0).sum(dim=1)  # [B] windows are left-aligned
+        following = torch.cat([window_items[:, 1:], window_items.new_zeros(len(lengths), 1)], 1)
+        last = (lengths - 1).clamp(min=0).unsqueeze(1)  # [B, 1]
+        target = interaction[self.ITEM_ID].unsqueeze(1) * (lengths > 0).unsqueeze(1)  # [B, 1]
+        following = following.scatter(1, last, target)  # [B, T]
+        return following * window_mask
+
+    def dense_loss(self, interaction, window, items, negatives):
+        """Softmax loss of every window token's output against the item after it (same logit,
+        bias, negatives and seen-item mask as the other losses)."""
+        window_items, window_mask, outputs = window  # [B, T], [B, T], [B, T, d]
+        following = self.dense_next_items(interaction, window_items, window_mask)  # [B, T]
+        rows, slots = following.nonzero(as_tuple=True)  # [V], [V]
+        if rows.numel() == 0:
+            return outputs.sum() * 0.0  # no window token at all: a zero in the graph
+        seen = None
+        if self.loss_masks_seen:  # the user's items before each predicted one
+            users, positions = self._rows(interaction)
+            lengths = (window_items > 0).sum(dim=1).to(positions.device)  # [B]
+            rows_cpu, slots_cpu = rows.to(positions.device), slots.to(positions.device)
+            before = positions[rows_cpu] - lengths[rows_cpu] + slots_cpu + 1  # [V]
+            seen = self.user_history.before(users[rows_cpu], before).to(self.device)  # [V, S]
+        return self.dmil.readout_loss(
+            outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
+            None if negatives is None else negatives[rows], self.item_bias, seen)
 
     def _with_bias(self, cosine, item_ids=None):
         """The training logit ``scale * cos + b_i`` when there is an item bias, else ``cos``."""

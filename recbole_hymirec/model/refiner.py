@@ -2,7 +2,8 @@
 recent items into ``K`` refined interest embeddings.
 
 The backbone reads ``inputs_embeds = [real coarse tokens ; real recent tokens ; K query tokens]``
-per row. Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last
+per row (``context_order="recent_first"``: recent tokens before the coarse ones, so that under
+the causal mask a recent token never reads the coarse interests; see ``forward_with_recent``). Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last
 ``K`` positions; the last-layer states there go through a projection head (RED-Rec style:
 ``LayerNorm(x + Dropout(Linear(GELU(Linear(x)))))`` then ``Linear(D -> d)``).
 
@@ -55,12 +56,20 @@ class LLMRefiner(nn.Module):
         lora_target_modules: names of the layers to adapt (Llama/Qwen2: ``q_proj``, ``v_proj``;
             GPT-2: ``c_attn``); a list, or a comma-separated string.
         head_dropout: dropout inside the projection head.
+        context_order: ``coarse_first`` (the method) or ``recent_first``.
     """
 
+    CONTEXT_ORDERS = ("coarse_first", "recent_first")
+
     def __init__(self, llm_model, n_interests, output_dim, lora_r=8, lora_alpha=16,
-                 lora_dropout=0.05, lora_target_modules=("q_proj", "v_proj"), head_dropout=0.1):
+                 lora_dropout=0.05, lora_target_modules=("q_proj", "v_proj"), head_dropout=0.1,
+                 context_order="coarse_first"):
         super().__init__()
         self._check_args(n_interests, output_dim, lora_r)
+        if context_order not in self.CONTEXT_ORDERS:
+            raise ConfigError(f"context_order={context_order!r} is not one of "
+                              f"{list(self.CONTEXT_ORDERS)}. Fix: --context_order=coarse_first.")
+        self.recent_first = context_order == "recent_first"
         self.n_interests = int(n_interests)
         self.output_dim = int(output_dim)
         self.lora_r = int(lora_r)
@@ -120,16 +129,20 @@ class LLMRefiner(nn.Module):
     def build_inputs(self, coarse, coarse_mask, recent, recent_mask):
         """Left-padded backbone inputs with the ``K`` query tokens in the last ``K`` positions.
 
-        Real tokens of each row (coarse first, then recent, each in its own order) are packed to
-        the right, just before the queries, with a vectorised scatter; masks need not be
-        contiguous.
+        Real tokens of each row (coarse then recent, or recent then coarse, each in its own
+        order) are packed to the right, just before the queries, with a vectorised scatter;
+        masks need not be contiguous.
 
         Returns:
-            ``(inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T])`` with
-            ``T = max real tokens + K``.
+            ``(inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T],
+            recent_slots [B, N])`` with ``T = max real tokens + K``; ``recent_slots`` is where
+            each real recent token sits (any slot in ``[0, T)`` for a masked one).
         """
-        tokens = torch.cat([coarse, recent], dim=1)  # [B, M+N, D]
-        mask = torch.cat([coarse_mask, recent_mask], dim=1).bool()  # [B, M+N]
+        parts = [(recent, recent_mask), (coarse, coarse_mask)]
+        if not self.recent_first:
+            parts.reverse()
+        tokens = torch.cat([parts[0][0], parts[1][0]], dim=1)  # [B, M+N, D]
+        mask = torch.cat([parts[0][1], parts[1][1]], dim=1).bool()  # [B, M+N]
         batch, _, dim = tokens.shape
         n_real = mask.sum(dim=1)  # [B]
         width = int(n_real.max()) if batch else 0  # context width without the queries
@@ -150,7 +163,9 @@ class LLMRefiner(nn.Module):
         attention_mask = torch.cat([context_mask, query_mask], dim=1).long()  # [B, T]
         # Each row's real tokens get positions 0.. whatever its padding (RoPE and GPT-2 alike).
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, T]
-        return inputs_embeds, attention_mask, position_ids
+        n_recent = recent.shape[1]
+        recent_slots = dest[:, :n_recent] if self.recent_first else dest[:, dest.shape[1] - n_recent:]
+        return inputs_embeds, attention_mask, position_ids, recent_slots.clamp(min=0)  # [B, N]
 
     # ------------------------------------------------------------------------- forward
 
@@ -162,15 +177,26 @@ class LLMRefiner(nn.Module):
             recent: recent item tokens ``[B, N, D]``, with bool mask ``recent_mask [B, N]``
                 (``True`` = a real item).
         """
+        return self.forward_with_recent(coarse, coarse_mask, recent, recent_mask)[0]
+
+    def forward_with_recent(self, coarse, coarse_mask, recent, recent_mask, with_recent=False):
+        """``(refined interests [B, K, d], recent outputs [B, N, d] or None)``: with
+        ``with_recent``, the head also reads the last-layer state of every recent token, which
+        has seen that token and the context before it (HLLM-style next-item states; values at
+        masked tokens are meaningless)."""
         self._check_shapes(coarse, coarse_mask, recent, recent_mask)
-        inputs_embeds, attention_mask, position_ids = self.build_inputs(
+        inputs_embeds, attention_mask, position_ids, recent_slots = self.build_inputs(
             coarse, coarse_mask, recent, recent_mask)
         with self._autocast(inputs_embeds.device):
             out = self.backbone(inputs_embeds=inputs_embeds.to(self._backbone_dtype),
                                 attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False)
-        states = out.last_hidden_state[:, -self.n_interests:].float()  # [B, K, D]
-        return self.head(states)  # [B, K, d]
+        states = out.last_hidden_state.float()  # [B, T, D]
+        interests = self.head(states[:, -self.n_interests:])  # [B, K, d]
+        if not with_recent:
+            return interests, None
+        index = recent_slots.unsqueeze(2).expand(-1, -1, states.shape[2])  # [B, N, D]
+        return interests, self.head(states.gather(1, index))  # [B, N, d]
 
     def _check_shapes(self, coarse, coarse_mask, recent, recent_mask):
         pairs = (("coarse", coarse, coarse_mask), ("recent", recent, recent_mask))
