@@ -364,10 +364,9 @@ class HyMiRec(SequentialRecommender):
         seen = None
         if self.loss_masks_seen:  # the user's items before each predicted one
             users, positions = self._rows(interaction)
-            lengths = (window_items > 0).sum(dim=1).to(positions.device)  # [B]
-            rows_cpu, slots_cpu = rows.to(positions.device), slots.to(positions.device)
-            before = positions[rows_cpu] - lengths[rows_cpu] + slots_cpu + 1  # [V]
-            seen = self.user_history.before(users[rows_cpu], before).to(self.device)  # [V, S]
+            lengths = (window_items > 0).sum(dim=1)  # [B]
+            predicted = positions[rows] - lengths[rows] + slots + 1  # [V] their user positions
+            seen = self.user_history.before(users[rows], predicted).to(self.device)  # [V, S]
         return self.dmil.readout_loss(
             outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
             None if negatives is None else negatives[rows], self.item_bias, seen)
