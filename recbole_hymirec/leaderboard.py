@@ -277,9 +277,11 @@ def _results_table(rows):
 
 
 def _curve_cell(curve, best=None):
-    """``[[epoch, value], ...]`` -> ``"e0 0.0649, e1 **0.0801**"`` (``best`` in bold)."""
-    return ", ".join(f"e{epoch} **{value:.4f}**" if value == best else f"e{epoch} {value:.4f}"
-                     for epoch, value in curve)
+    """``[[epoch, value], ...]`` -> ``"e0 0.0649, e1 **0.0801**"``: the first evaluation that
+    reached ``best`` in bold (early stopping keeps the first of equal scores)."""
+    first_best = next((i for i, (_, value) in enumerate(curve) if value == best), None)
+    return ", ".join(f"e{epoch} **{value:.4f}**" if i == first_best else f"e{epoch} {value:.4f}"
+                     for i, (epoch, value) in enumerate(curve))
 
 
 def _curves_section(rows):

@@ -86,13 +86,14 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
 
 
 def test_curves_section_bolds_the_best_and_skips_rows_without_curves():
-    rising = {"model": "A", "result": {"valid_curve": [[0, 0.05], [1, 0.08], [2, 0.07]],
+    rising = {"model": "A", "result": {"valid_curve": [[0, 0.05], [1, 0.08], [2, 0.08]],
                                        "train_loss_curve": [[0, 9.5], [1, 8.25], [2, 8.0]],
                                        "best_valid_score": 0.08}}
     old_row = {"model": "B", "result": {"best_valid_score": 0.1}}
     failed = {"model": "C", "result": None}
     lines = leaderboard._curves_section([old_row, rising, failed])
-    assert "| 2 | e0 0.0500, e1 **0.0800**, e2 0.0700 | e0 9.5000, e1 8.2500, e2 8.0000 |" in lines
+    # a tie keeps the first checkpoint: only the first of the two 0.08 is the tested one
+    assert "| 2 | e0 0.0500, e1 **0.0800**, e2 0.0800 | e0 9.5000, e1 8.2500, e2 8.0000 |" in lines
     assert not [line for line in lines if line.startswith(("| 1 |", "| 3 |"))]
     assert leaderboard._curves_section([old_row, failed]) == []  # no section without curves
 

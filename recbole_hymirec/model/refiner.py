@@ -3,8 +3,9 @@ recent items into ``K`` refined interest embeddings.
 
 The backbone reads ``inputs_embeds = [real coarse tokens ; real recent tokens ; K query tokens]``
 per row (``context_order="recent_first"``: recent tokens before the coarse ones, so that under
-the causal mask a recent token never reads the coarse interests; see ``forward_with_recent``). Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last
-``K`` positions; the last-layer states there go through a projection head (RED-Rec style:
+the causal mask a recent token never reads the coarse interests; see ``forward_with_recent``).
+Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last ``K``
+positions; the last-layer states there go through a projection head (RED-Rec style:
 ``LayerNorm(x + Dropout(Linear(GELU(Linear(x)))))`` then ``Linear(D -> d)``).
 
 Only the base decoder (``backbone_of``) is kept: the LM head would project every position onto
