@@ -342,11 +342,16 @@ class HyMiRec(SequentialRecommender):
                                                                 negatives),)
         return losses[0] if len(losses) == 1 else losses
 
+    @staticmethod
+    def _window_lengths(window_items):
+        """Items in each left-aligned window before any dropout ``[B, T] -> [B]``."""
+        return (window_items > 0).sum(dim=1)
+
     def dense_next_items(self, interaction, window_items, window_mask):
         """The item after each window token ``[B, T]`` (0 = none): the next window item, and the
         row's target after the last one. A token hidden by ``history_item_dropout`` predicts
         nothing (its state does not exist); the item after it is still the true next item."""
-        lengths = (window_items > 0).sum(dim=1)  # [B] windows are left-aligned
+        lengths = self._window_lengths(window_items)  # [B]
         following = torch.cat([window_items[:, 1:], window_items.new_zeros(len(lengths), 1)], 1)
         last = (lengths - 1).clamp(min=0).unsqueeze(1)  # [B, 1]
         target = interaction[self.ITEM_ID].unsqueeze(1) * (lengths > 0).unsqueeze(1)  # [B, 1]
@@ -364,7 +369,7 @@ class HyMiRec(SequentialRecommender):
         seen = None
         if self.loss_masks_seen:  # the user's items before each predicted one
             users, positions = self._rows(interaction)
-            lengths = (window_items > 0).sum(dim=1)  # [B]
+            lengths = self._window_lengths(window_items)  # [B]
             predicted = positions[rows] - lengths[rows] + slots + 1  # [V] their user positions
             seen = self.user_history.before(users[rows], predicted).to(self.device)  # [V, S]
         return self.dmil.readout_loss(

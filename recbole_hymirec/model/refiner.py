@@ -192,12 +192,12 @@ class LLMRefiner(nn.Module):
             out = self.backbone(inputs_embeds=inputs_embeds.to(self._backbone_dtype),
                                 attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False)
-        states = out.last_hidden_state.float()  # [B, T, D]
-        interests = self.head(states[:, -self.n_interests:])  # [B, K, d]
+        states = out.last_hidden_state  # [B, T, D]; bf16 on CUDA: cast only what the head reads
+        interests = self.head(states[:, -self.n_interests:].float())  # [B, K, d]
         if not with_recent:
             return interests, None
         index = recent_slots.unsqueeze(2).expand(-1, -1, states.shape[2])  # [B, N, D]
-        return interests, self.head(states.gather(1, index))  # [B, N, d]
+        return interests, self.head(states.gather(1, index).float())  # [B, N, d]
 
     def _check_shapes(self, coarse, coarse_mask, recent, recent_mask):
         pairs = (("coarse", coarse, coarse_mask), ("recent", recent, recent_mask))
