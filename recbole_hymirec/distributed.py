@@ -26,3 +26,15 @@ def rank_zero_first():
 def barrier():
     if is_distributed():
         dist.barrier()
+
+
+def from_rank_zero(value):
+    """Rank 0's ``value`` on every rank (the value itself in a single process).
+
+    For names each rank would otherwise derive on its own, e.g. RecBole's checkpoint file,
+    stamped with each process's own clock: ranks that start a second apart disagree."""
+    if not is_distributed():
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]

@@ -18,7 +18,7 @@ from recbole.utils import get_environment, get_flops, init_logger, init_seed, se
 from recbole_hymirec.compat import apply_trainer_fixes
 from recbole_hymirec.config import Config
 from recbole_hymirec.data.seen_items import mask_seen_items
-from recbole_hymirec.distributed import barrier
+from recbole_hymirec.distributed import barrier, from_rank_zero
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import attach_metric_data
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
@@ -121,6 +121,8 @@ def resume_training(trainer, checkpoint_file):
 def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
     apply_trainer_fixes()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    # Only rank 0 writes the best checkpoint; every rank reloads it for the test.
+    trainer.saved_model_file = from_rank_zero(trainer.saved_model_file)
     attach_metric_data(trainer, config, train_data.dataset, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])

@@ -41,3 +41,29 @@ def test_hymirec_on_two_cpu_ranks(tiny_data_path, tmp_path):
     assert double is not None, "rank 0 returned no result"
     for key, value in single["test_result"].items():
         assert double["test_result"][key] == pytest.approx(value, abs=TOLERANCE), key
+
+
+def _report_shared_name(rank, port, queue):
+    import torch.distributed as dist
+
+    from recbole_hymirec.distributed import from_rank_zero
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    # Each rank stamps its own name, as RecBole's trainer does with its own clock.
+    queue.put((rank, from_rank_zero(f"HyMiRec-rank{rank}.pth")))
+    dist.destroy_process_group()
+
+
+def test_every_rank_gets_rank_zeros_checkpoint_name():
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_report_shared_name, args=(_free_port(), queue), nprocs=2, join=True)
+    names = dict(queue.get() for _ in range(2))
+    assert names == {0: "HyMiRec-rank0.pth", 1: "HyMiRec-rank0.pth"}
+
+
+def test_from_rank_zero_is_the_value_in_one_process():
+    from recbole_hymirec.distributed import from_rank_zero
+
+    assert from_rank_zero("HyMiRec-x.pth") == "HyMiRec-x.pth"
