@@ -12,7 +12,8 @@ Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``I
   another user's history (the row's own history shuffled across the batch): how much the
   history moves the interests;
 * ``logit_std``: per-user standard deviation over the items of the ranking logit
-  ``scale · cos`` (small = a flat softmax), with ``logit_scale`` and ``item_bias_std``;
+  ``scale · cos`` (the dot product with ``similarity: dot``; small = a flat softmax), with
+  ``logit_scale`` and ``item_bias_std``;
 * ``distinct_topk_items``: distinct items in the rows' top-k lists;
 * ``seen_share_topk``: the share of those top-k slots that hold an item the user has already
   interacted with (the model's own ranking, before any ``mask_seen_items`` of the protocol).
@@ -26,6 +27,7 @@ from torch.nn.functional import normalize
 
 from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.model.dmil import max_over_interests
 
 
 def build_parser():
@@ -77,8 +79,9 @@ def interest_report(model, batch, k):
         order = torch.roll(torch.arange(len(interests)), 1)  # every row gets another row's history
         swapped, _ = model.forward(with_histories_of(batch, model, order))  # [B, K, d]
         scale = model.dmil.logit_scale()
-        items = normalize(model.item_embeddings(), dim=-1)[1:]  # [n_items - 1, d]
-        logits = scale * torch.einsum("bkd,nd->bkn", normalize(interests, dim=-1), items).max(1).values
+        # the model's own score (cosine or dot product), padding item left out
+        logits = scale * max_over_interests(interests, model.item_embeddings(),
+                                            model.dmil.normalize)[:, 1:]  # [B, n_items - 1]
         top = model.full_sort_predict(batch)[:, 1:].topk(k, dim=1).indices + 1  # [B, k] item ids
     return {"rows": len(interests), "cross_user_cos": cross_user_cos(interests),
             "within_user_cos": within_user_cos(interests),

@@ -77,7 +77,9 @@ def test_raw_history_input_bypasses_the_codes(assets):
                                         "use_long_history": False},
                                        {"dense_loss_weight": 1.0, "context_order": "recent_first"},
                                        {"dense_loss_weight": 1.0, "refiner_reads": "full_history",
-                                        "loss_masks_seen": True}])
+                                        "loss_masks_seen": True},
+                                       {"similarity": "dot", "item_bias": True,
+                                        "readout_loss_weight": 1.0}])
 def test_every_variant_trains(assets, overrides):
     model, batch, test_batch = _build(assets, **overrides)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -105,6 +107,8 @@ def test_every_variant_trains(assets, overrides):
     ({"context_order": "queries_first"},
      "context_order='queries_first' is not one of ['coarse_first', 'recent_first']"),
     ({"dense_loss_weight": -1.0}, "dense_loss_weight=-1.0 must be a number >= 0 (0 = off)"),
+    ({"similarity": "euclid"},
+     "similarity='euclid' is not one of ['cosine', 'dot']. Fix: --similarity=cosine"),
     ({"history_ids": True},
      "history_ids=True feeds the item tower's ID embeddings to the user side, but "
      "use_id_embedding=False. Fix: --use_id_embedding=True"),
@@ -169,6 +173,25 @@ def test_without_item_bias_scores_stay_cosines(assets):
     with torch.no_grad():
         scores = model.full_sort_predict(test_batch)
     assert scores[:, 1:].abs().max() <= 1.0 + 1e-5
+
+
+def test_dot_similarity_ranks_by_the_max_dot_product(assets):
+    model, _, test_batch = _build(assets, similarity="dot", item_bias=True)
+    assert model.dmil.logit_scale().item() == 1.0
+    assert not any(name.endswith("log_logit_scale") for name, _ in model.named_parameters())
+    model.eval()
+    with torch.no_grad():
+        model.item_bias.copy_(torch.randn(model.n_items))
+        interests, _ = model(test_batch)  # [B, K, d]
+        items = model.item_embeddings()  # [n, d]
+        expected = torch.einsum("bkd,nd->bkn", interests, items).amax(1) + model.item_bias
+        scores = model.full_sort_predict(test_batch)
+        assert torch.allclose(scores, expected, atol=1e-4)
+        assert scores[:, 1:].abs().max() > 1.0  # not cosines
+        assert model.predict(_with_item(test_batch, 5)).allclose(scores[:, 5], atol=1e-4)
+        top = model.recommend_topk(test_batch, 1)[:, 0]  # [B] each interest's best, merged
+        best_of_first = (interests[:, 0] @ items[1:].T + model.item_bias[1:]).argmax(1) + 1
+        assert torch.equal(top, best_of_first)
 
 
 def test_id_embedding_starts_as_the_content_tower_and_then_learns(assets):

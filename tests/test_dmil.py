@@ -479,3 +479,47 @@ def test_merge_topk_matches_reference_and_has_no_duplicates():
         assert len(set(row)) == len(row) and 0 not in row
     with pytest.raises(ConfigError):
         merge_topk(interests, item_emb, 0)
+
+
+# --------------------------------------------------------------------------- dot-product scores
+
+def test_dot_similarity_scores_are_raw_dot_products_with_a_fixed_scale():
+    torch.manual_seed(0)
+    interests = torch.randn(3, 2, 6)
+    item_emb = torch.randn(12, 6)
+    expected = torch.einsum("bkd,nd->bkn", interests, item_emb).amax(1)  # [B, n]
+    assert torch.allclose(max_over_interests(interests, item_emb, normalize=False), expected)
+    assert torch.allclose(score_items(interests, item_emb[[4, 7, 1]], normalize=False),
+                          expected[[0, 1, 2], [4, 7, 1]])
+    top = merge_topk(interests[:, :1], item_emb, 1, normalize=False)[:, 0]
+    assert torch.equal(top, (interests[:, 0] @ item_emb[1:].T).argmax(1) + 1)
+    loss_fn = DMILLoss(similarity="dot")
+    assert loss_fn.logit_scale().item() == 1.0
+    assert not list(loss_fn.parameters()) and "log_logit_scale" in loss_fn.state_dict()
+
+
+def test_dot_similarity_losses_match_a_softmax_over_dot_products():
+    torch.manual_seed(1)
+    interests = torch.randn(2, 1, 4)
+    item_emb = torch.randn(7, 4)
+    target_ids = torch.tensor([[3], [5]])
+    loss_fn = DMILLoss(similarity="dot")
+    logits = torch.einsum("bd,nd->bn", interests[:, 0], item_emb[1:])  # item 0 left out
+    expected = F.cross_entropy(logits, target_ids[:, 0] - 1)
+    assert loss_fn(interests, target_ids, item_emb).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss_fn.readout_loss(interests, target_ids, item_emb).item() == pytest.approx(
+        expected.item(), rel=1e-5)
+    negatives = torch.tensor([[1, 2], [4, 6]])
+    sampled = torch.stack([
+        torch.stack([interests[b, 0] @ item_emb[i] for i in [target_ids[b, 0], *negatives[b]]])
+        for b in range(2)])  # [B, 1 + S]
+    expected = F.cross_entropy(sampled, torch.zeros(2, dtype=torch.long))
+    assert loss_fn(interests, target_ids, item_emb, neg_ids=negatives).item() == pytest.approx(
+        expected.item(), rel=1e-5)
+
+
+def test_unknown_similarity_is_named():
+    with pytest.raises(ConfigError) as info:
+        DMILLoss(similarity="euclid")
+    assert str(info.value) == ("similarity='euclid' is not one of ['cosine', 'dot']. "
+                               "Fix: --similarity=cosine (the default).")

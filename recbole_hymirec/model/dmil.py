@@ -13,6 +13,9 @@ with ``cos > 0.99`` instead, which lets the loss reach 0 by collapsing all embed
 
 Retrieval: ``score(u, i) = max_k cos(h_k(u), e_i)``; :func:`merge_topk` lets every interest
 retrieve its own list and merges the lists round-robin (the source of the diversity gain).
+With ``similarity="dot"`` every score is the plain dot product ``h_k(u) · e_i`` instead (SASRec's
+scorer: the norms, not a learned scale, set the logit range); the target clustering and the
+matching stay cosine, as they only compare directions.
 
 Pure torch + scipy (Hungarian step only), no RecBole import.
 """
@@ -28,6 +31,12 @@ from scipy.optimize import linear_sum_assignment
 from recbole_hymirec.errors import ConfigError
 
 _EPS = 1e-12
+SIMILARITIES = ("cosine", "dot")
+
+
+def _unit(x, normalize=True):
+    """``x`` L2-normalised along its last dimension, or ``x`` itself for dot-product scores."""
+    return F.normalize(x, dim=-1, eps=_EPS) if normalize else x
 
 
 # --------------------------------------------------------------------------- assignment
@@ -177,13 +186,19 @@ class DMILLoss(nn.Module):
         temperature_init: initial temperature; the learnable logit scale starts at its inverse.
         max_logit_scale: cap of the logit scale (CLIP's 100), applied when it is used.
         kmeans_iters: k-means iterations of the target clustering.
+        similarity: ``cosine`` (logit ``scale * cos``) or ``dot`` (logit ``h · e``, scale fixed
+            at 1: the dot product's norms set the logit range themselves).
 
     ``forward`` returns the loss; :meth:`forward_with_stats` also returns the assignment, and the
     last one is kept in ``self.last_interest_index`` ([B, W], -1 for padding targets).
     """
 
-    def __init__(self, temperature_init=0.07, max_logit_scale=100.0, kmeans_iters=5):
+    def __init__(self, temperature_init=0.07, max_logit_scale=100.0, kmeans_iters=5,
+                 similarity="cosine"):
         super().__init__()
+        if similarity not in SIMILARITIES:
+            raise ConfigError(f"similarity={similarity!r} is not one of {list(SIMILARITIES)}. "
+                              "Fix: --similarity=cosine (the default).")
         if not temperature_init > 0:
             raise ConfigError(f"dmil temperature_init={temperature_init} must be > 0 (e.g. 0.07).")
         if not max_logit_scale > 0:
@@ -192,11 +207,16 @@ class DMILLoss(nn.Module):
             raise ConfigError(f"dmil kmeans_iters={kmeans_iters} is invalid: use an integer >= 0 (e.g. 5).")
         self.max_logit_scale = float(max_logit_scale)
         self.kmeans_iters = int(kmeans_iters)
-        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
+        self.normalize = similarity == "cosine"
+        if self.normalize:
+            self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
+        else:  # a fixed scale of 1
+            self.register_buffer("log_logit_scale", torch.zeros(()))
         self.last_interest_index = None
 
     def extra_repr(self):
-        return f"max_logit_scale={self.max_logit_scale}, kmeans_iters={self.kmeans_iters}"
+        return (f"max_logit_scale={self.max_logit_scale}, kmeans_iters={self.kmeans_iters}, "
+                f"similarity={'cosine' if self.normalize else 'dot'}")
 
     def logit_scale(self):
         """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below)."""
@@ -240,7 +260,8 @@ class DMILLoss(nn.Module):
         if rows.numel() == 0:
             stats["logit_scale"] = self.logit_scale().item()
             return self._zero_loss(interests), stats
-        query = unit_interests[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
+        queries = unit_interests if self.normalize else interests  # [B, K, d]
+        query = queries[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
         loss = self._softmax_loss(query, None, target_ids, rows, slots, item_emb, neg_ids,
                                   item_bias, seen_ids)
         stats["logit_scale"] = self.logit_scale().item()
@@ -248,7 +269,7 @@ class DMILLoss(nn.Module):
 
     def readout_loss(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None,
                      seen_ids=None):
-        """Softmax loss on the ranking's own score, ``scale * max_k cos(h_k, e_i) + b_i``, for
+        """Softmax loss on the ranking's own score, ``scale * max_k s(h_k, e_i) + b_i``, for
         every valid target (same arguments as :meth:`forward`).
 
         The DMIL loss trains a target against its matched interest only: it never teaches the
@@ -258,7 +279,7 @@ class DMILLoss(nn.Module):
         rows, slots = (target_ids > 0).nonzero(as_tuple=True)  # [T], [T]
         if rows.numel() == 0:
             return self._zero_loss(interests)
-        query = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]: one per row, not per target
+        query = _unit(interests, self.normalize)  # [B, K, d]: one per row, not per target
         return self._softmax_loss(query, rows, target_ids, rows, slots, item_emb, neg_ids,
                                   item_bias, seen_ids)
 
@@ -303,19 +324,17 @@ class DMILLoss(nn.Module):
             logits[:, 1:] = logits[:, 1:].masked_fill(seen_negative, -math.inf)
         return F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
 
-    @staticmethod
-    def _full_logits(query, item_emb, scale):
-        logits = scale * max_over_interests(query, item_emb)  # [T, n]: the ranking's own score
+    def _full_logits(self, query, item_emb, scale):
+        logits = scale * max_over_interests(query, item_emb, self.normalize)  # [T, n]: the ranking's score
         # item 0 is RecBole's padding item: never a candidate
         return logits.masked_fill(_padding_column(logits), -math.inf)
 
-    @staticmethod
-    def _sampled_logits(query, positive, negatives, item_emb, scale):
+    def _sampled_logits(self, query, positive, negatives, item_emb, scale):
         # normalise only the rows used: a large catalogue is never touched as a whole
-        unit_pos = F.normalize(item_emb[positive], dim=-1, eps=_EPS)  # [T, d]
-        unit_neg = F.normalize(item_emb[negatives], dim=-1, eps=_EPS)  # [T, S, d]
-        pos_logit = scale * torch.einsum("tkd,td->tk", query, unit_pos).amax(1, keepdim=True)  # [T, 1]
-        neg_logit = scale * torch.einsum("tkd,tsd->tks", query, unit_neg).amax(1)  # [T, S]
+        pos_emb = _unit(item_emb[positive], self.normalize)  # [T, d]
+        neg_emb = _unit(item_emb[negatives], self.normalize)  # [T, S, d]
+        pos_logit = scale * torch.einsum("tkd,td->tk", query, pos_emb).amax(1, keepdim=True)  # [T, 1]
+        neg_logit = scale * torch.einsum("tkd,tsd->tks", query, neg_emb).amax(1)  # [T, S]
         # mask by id only: a sampled copy of the positive, and padding negatives (id 0)
         drop = (negatives == positive.unsqueeze(1)) | (negatives == 0)  # [T, S]
         neg_logit = neg_logit.masked_fill(drop, -math.inf)
@@ -350,27 +369,30 @@ def _padding_column(logits):
 
 # --------------------------------------------------------------------------- retrieval
 
-def max_over_interests(interests, item_emb):
-    """``max_k cos(h_k, e_i)`` for every item -> [B, n_items] (full_sort_predict).
+def max_over_interests(interests, item_emb, normalize=True):
+    """``max_k cos(h_k, e_i)`` (``normalize=False``: ``max_k h_k · e_i``) for every item
+    -> [B, n_items] (full_sort_predict).
 
     One [B, n] matrix per interest, so memory stays O(B * n) rather than O(B * K * n).
     """
-    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
-    unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
+    unit_interests = _unit(interests, normalize)  # [B, K, d]
+    unit_items = _unit(item_emb, normalize)  # [n, d]
     scores = unit_interests[:, 0] @ unit_items.T  # [B, n]
     for k in range(1, interests.shape[1]):
         scores = torch.maximum(scores, unit_interests[:, k] @ unit_items.T)
     return scores
 
 
-def score_items(interests, items):
-    """``max_k cos(h_k, e)`` of one given item per row: interests [B, K, d], items [B, d] -> [B]."""
-    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
-    unit_items = F.normalize(items, dim=-1, eps=_EPS)  # [B, d]
+def score_items(interests, items, normalize=True):
+    """``max_k cos(h_k, e)`` (``normalize=False``: ``max_k h_k · e``) of one given item per row:
+    interests [B, K, d], items [B, d] -> [B]."""
+    unit_interests = _unit(interests, normalize)  # [B, K, d]
+    unit_items = _unit(items, normalize)  # [B, d]
     return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
 
 
-def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=None, scale=1.0):
+def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=None, scale=1.0,
+               normalize=True):
     """Every interest retrieves its own top-``k``; the lists are merged round-robin.
 
     Order: interest 1's first item, interest 2's first, ..., interest 1's second, ...; an item
@@ -384,6 +406,7 @@ def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=No
         padding_idx: item id never retrieved (RecBole's padding item 0); None to allow all.
         item_bias, scale: optional per-item offset [n_items]: each interest ranks by
             ``scale * cos + item_bias`` (the model's logits) instead of the cosine.
+        normalize: False ranks by dot products instead of cosines.
 
     Returns:
         LongTensor [B, k] of item ids; -1 fills the tail when fewer than ``k`` items are allowed.
@@ -393,8 +416,8 @@ def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=No
         raise ConfigError(f"merge_topk k={k} is invalid: use an integer >= 1 (e.g. 50).")
     k = int(k)
     per_interest_k = min(k, n_items)
-    unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
-    unit_items = F.normalize(item_emb, dim=-1, eps=_EPS)  # [n, d]
+    unit_interests = _unit(interests, normalize)  # [B, K, d]
+    unit_items = _unit(item_emb, normalize)  # [n, d]
     blocked = _blocked_items(exclude, padding_idx, n_items, interests.device)  # [B or 1, n] or None
 
     lists, allowed = [], []

@@ -14,7 +14,8 @@ The model, end to end (see DESIGN.md / METHOD.md):
 * [M coarse ; N recent items ; K interest queries] -> LLM refiner (LoRA) -> K interests;
 * DMIL: the next ``dmil_window`` training targets are clustered, matched to the interests
   (Hungarian) and trained contrastively, plus an auxiliary loss on the coarse interests;
-* scoring: max over the K interests of the cosine with the item tower.
+* scoring: max over the K interests of the cosine with the item tower (``similarity: dot``:
+  of the dot product).
 
 Ablations (config keys, see HyMiRec.yaml): ``use_long_history: False`` drops the lightweight
 branch (the LLM reads the recent window only); ``long_history_input: raw`` feeds the lightweight
@@ -30,7 +31,8 @@ interests, next to DMIL's matched-interest loss), ``history_item_dropout`` (trai
 hide random history items from the LLM window and the lightweight branch),
 ``dense_loss_weight`` with ``context_order: recent_first`` (every token of the LLM's window
 also predicts the item after it, HLLM-style, so a training row trains every prefix of its
-window, not only the one before its target).
+window, not only the one before its target), ``similarity: dot`` (SASRec's dot-product
+scorer instead of the scaled cosine).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -84,6 +86,7 @@ class HyMiRec(SequentialRecommender):
         self.history_item_dropout = config["history_item_dropout"] or 0.0  # ~ switches it off
         self.context_order = config["context_order"]
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
+        self.similarity = config["similarity"]
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -123,7 +126,7 @@ class HyMiRec(SequentialRecommender):
         self.item_bias = (nn.Parameter(self._initial_item_bias(dataset)) if self.use_item_bias
                           else None)
         self.dmil = DMILLoss(temperature_init=config["temperature"],
-                             kmeans_iters=config["dmil_kmeans_iters"])
+                             kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
         # built last: layers drawn from the random generator before them start the same
         # with history_ids on or off
         self.code_embedding, self.id_to_llm = self._history_id_layers(config, llm_size)
@@ -144,7 +147,8 @@ class HyMiRec(SequentialRecommender):
     def _check_ablation_keys(self):
         choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
                    "refiner_reads": ("hybrid", "full_history"),
-                   "context_order": ("coarse_first", "recent_first")}
+                   "context_order": ("coarse_first", "recent_first"),
+                   "similarity": ("cosine", "dot")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
@@ -376,27 +380,31 @@ class HyMiRec(SequentialRecommender):
             outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
             None if negatives is None else negatives[rows], self.item_bias, seen)
 
-    def _with_bias(self, cosine, item_ids=None):
-        """The training logit ``scale * cos + b_i`` when there is an item bias, else ``cos``."""
+    def _with_bias(self, score, item_ids=None):
+        """The training logit ``scale * s + b_i`` when there is an item bias, else the score
+        ``s`` (a cosine, or a dot product whose scale is 1)."""
         if self.item_bias is None:
-            return cosine
+            return score
         bias = self.item_bias if item_ids is None else self.item_bias[item_ids]
-        return self.dmil.logit_scale() * cosine + bias
+        return self.dmil.logit_scale() * score + bias
 
     def predict(self, interaction):
         interests, _ = self.forward(interaction)
         item_ids = interaction[self.ITEM_ID]  # [B]
-        return self._with_bias(score_items(interests, self.item_embeddings()[item_ids]), item_ids)
+        items = self.item_embeddings()[item_ids]  # [B, d]
+        return self._with_bias(score_items(interests, items, self.dmil.normalize), item_ids)
 
     def full_sort_predict(self, interaction):
         interests, _ = self.forward(interaction)
-        return self._with_bias(max_over_interests(interests, self.item_embeddings()))  # [B, n_items]
+        scores = max_over_interests(interests, self.item_embeddings(), self.dmil.normalize)
+        return self._with_bias(scores)  # [B, n_items]
 
     def recommend_topk(self, interaction, k, exclude=None):
         """Per-interest top-k lists merged round robin, deduplicated ``[B, k]`` (for export)."""
         interests, _ = self.forward(interaction)
         return merge_topk(interests, self.item_embeddings(), k, exclude=exclude,
-                          item_bias=self.item_bias, scale=self.dmil.logit_scale())
+                          item_bias=self.item_bias, scale=self.dmil.logit_scale(),
+                          normalize=self.dmil.normalize)
 
     # ------------------------------------------------------------------ checkpoints
 
