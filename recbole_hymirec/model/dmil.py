@@ -219,7 +219,8 @@ class DMILLoss(nn.Module):
                 f"similarity={'cosine' if self.normalize else 'dot'}")
 
     def logit_scale(self):
-        """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below)."""
+        """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below);
+        1 for dot-product scores."""
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
     def forward(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None, seen_ids=None):
@@ -325,7 +326,7 @@ class DMILLoss(nn.Module):
         return F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
 
     def _full_logits(self, query, item_emb, scale):
-        logits = scale * max_over_interests(query, item_emb, self.normalize)  # [T, n]: the ranking's score
+        logits = scale * max_over_interests(query, item_emb, self.normalize)  # [T, n]: the ranking's
         # item 0 is RecBole's padding item: never a candidate
         return logits.masked_fill(_padding_column(logits), -math.inf)
 
