@@ -118,11 +118,24 @@ def resume_training(trainer, checkpoint_file):
     trainer._save_checkpoint(trainer.start_epoch - 1, verbose=False)
 
 
+def unique_checkpoint_file(path, pid=None):
+    """RecBole names a checkpoint ``<model>-<local time to the second>.pth``: two runs started
+    in the same second (parallel jobs, tuning workers) would write, and test, one file. Adds
+    this process's id, and a counter when an earlier run of this process took the name."""
+    stem, ext = os.path.splitext(path)
+    stem = f"{stem}-{os.getpid() if pid is None else pid}"
+    candidate, n = stem + ext, 1
+    while os.path.exists(candidate):
+        n += 1
+        candidate = f"{stem}-{n}{ext}"
+    return candidate
+
+
 def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
     apply_trainer_fixes()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     # Only rank 0 writes the best checkpoint; every rank reloads it for the test.
-    trainer.saved_model_file = from_rank_zero(trainer.saved_model_file)
+    trainer.saved_model_file = from_rank_zero(unique_checkpoint_file(trainer.saved_model_file))
     attach_metric_data(trainer, config, train_data.dataset, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO_ROOT, TINY_RUN
 from recbole_hymirec.quick_start import (load_data_and_model, objective_function,
-                                         run_recbole_hymirec)
+                                         run_recbole_hymirec, unique_checkpoint_file)
 
 EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (5, 10)}
 
@@ -140,6 +140,16 @@ def test_stopped_run_resumes_and_never_touches_the_earlier_checkpoint(tiny_data_
     assert os.path.isfile(resumed["saved_model_file"])
     with open(earlier, "rb") as f:
         assert f.read() == earlier_bytes
+
+
+def test_runs_started_in_the_same_second_get_their_own_checkpoint_files(tmp_path):
+    recbole_name = str(tmp_path / "HyMiRec-Dec-03-2026_09-26-32.pth")  # RecBole's, per second
+    mine, other = unique_checkpoint_file(recbole_name), unique_checkpoint_file(recbole_name, pid=7)
+    assert mine == str(tmp_path / f"HyMiRec-Dec-03-2026_09-26-32-{os.getpid()}.pth")
+    assert other != mine
+    open(mine, "wb").close()  # a run of this process already wrote it: the next one must not
+    assert unique_checkpoint_file(recbole_name) == str(
+        tmp_path / f"HyMiRec-Dec-03-2026_09-26-32-{os.getpid()}-2.pth")
 
 
 def test_resume_from_a_missing_checkpoint_is_a_clear_error(tiny_data_path, tmp_path):
