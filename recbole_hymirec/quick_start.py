@@ -250,14 +250,17 @@ def read_checkpoint(model_file):
     return checkpoint
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, edit_config=None):
     """Config, model (weights restored), dataset and loaders from a checkpoint file.
 
     Works for plugin models, which RecBole's own ``load_data_and_model`` cannot find.
     The file is a trusted local checkpoint written by a training run (it pickles the Config).
+    ``edit_config(config)``, when given, changes the config before anything is built.
     """
     checkpoint = read_checkpoint(model_file)
     config = checkpoint["config"]
+    if edit_config is not None:
+        edit_config(config)
     # RecBole's metrics use numpy aliases (np.float ...) that a Config restores when it is
     # built, not when it is unpickled: a fresh process would fail in NDCG without this
     config.compatibility_settings()
@@ -267,3 +270,14 @@ def load_data_and_model(model_file):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def evaluate_loaded(config, model, dataset, train_data, valid_data, test_data):
+    """``{"valid_result", "test_result"}`` of a loaded model (``load_data_and_model``), with the
+    metrics, and the metric data, of its training run."""
+    apply_trainer_fixes()
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    attach_metric_data(trainer, config, train_data.dataset, model)
+    trainer.eval_collector.data_collect(train_data)  # as fit does: coverage and popularity read it
+    return {split: plain_result(trainer.evaluate(data, load_best_model=False, show_progress=False))
+            for split, data in (("valid_result", valid_data), ("test_result", test_data))}

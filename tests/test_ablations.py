@@ -114,6 +114,11 @@ def test_every_variant_trains(assets, overrides):
      "use_id_embedding=False. Fix: --use_id_embedding=True"),
     ({"refiner_reads": "full_history", "use_long_history": False},
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
+    ({"ranking_readout": "last"},
+     "ranking_readout='last' is not one of ['interests', 'interests_and_next', 'next']"),
+    ({"ranking_readout": "next"},
+     "ranking_readout=next ranks with the last window token's next-item state, which only "
+     "dense_loss_weight > 0 trains. Fix: --dense_loss_weight=1.0, or --ranking_readout=interests."),
 ])
 def test_bad_ablation_values_are_named(assets, overrides, message):
     with pytest.raises(ConfigError) as info:
@@ -450,3 +455,33 @@ def test_dense_loss_needs_the_recent_first_order_with_the_lightweight_branch(ass
         _build(assets, dense_loss_weight=1.0)
     model, batch, _ = _build(assets, dense_loss_weight=1.0, use_long_history=False)
     assert len(model.calculate_loss(batch)) == 2  # no coarse tokens to leak: DMIL + dense
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_ranking_readouts_take_the_max_over_the_vectors_they_name(assets, similarity):
+    dense = dict(dense_loss_weight=1.0, context_order="recent_first", similarity=similarity,
+                 item_bias=True)
+    model, _, test_batch = _build(assets, **dense)
+    model.eval()
+    with torch.no_grad():
+        model.item_bias.normal_()  # a bias that is not zero must be added in every readout
+        interests, _, (items, _, outputs) = model._user_side(test_batch, with_recent=True)
+        last = outputs[torch.arange(len(items)), test_batch["item_length"] - 1]  # [B, d]
+        item_emb = model.item_embeddings()
+        if similarity == "cosine":
+            interests, last = torch.nn.functional.normalize(interests, dim=-1), \
+                torch.nn.functional.normalize(last, dim=-1)
+            item_emb = torch.nn.functional.normalize(item_emb, dim=-1)
+        by_interest = torch.einsum("bkd,nd->bkn", interests, item_emb).max(dim=1).values  # [B, n]
+        by_next = last @ item_emb.T  # [B, n]
+        expected = {"interests": by_interest, "next": by_next,
+                    "interests_and_next": torch.maximum(by_interest, by_next)}
+        for readout, scores in expected.items():
+            model.ranking_readout = readout
+            logits = model.dmil.logit_scale() * scores + model.item_bias if similarity == "cosine" \
+                else scores + model.item_bias
+            assert torch.allclose(model.full_sort_predict(test_batch), logits, atol=1e-4), readout
+        assert not torch.allclose(by_next, by_interest, atol=1e-3)  # the readouts differ
+        model.ranking_readout = "interests_and_next"
+        assert model.ranking_interests(test_batch).shape == (len(items), model.n_interests + 1,
+                                                             model.embedding_size)

@@ -32,7 +32,8 @@ hide random history items from the LLM window and the lightweight branch),
 ``dense_loss_weight`` with ``context_order: recent_first`` (every token of the LLM's window
 also predicts the item after it, HLLM-style, so a training row trains every prefix of its
 window, not only the one before its target), ``similarity: dot`` (SASRec's dot-product
-scorer instead of the scaled cosine).
+scorer instead of the scaled cosine), ``ranking_readout`` (the ranking also, or only, uses
+the last window token's next-item state that the dense loss trains).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -87,6 +88,7 @@ class HyMiRec(SequentialRecommender):
         self.context_order = config["context_order"]
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self.similarity = config["similarity"]
+        self.ranking_readout = config["ranking_readout"] or "interests"  # older checkpoints lack it
         self._check_config(dataset)
         self.user_history = dataset.user_history
 
@@ -148,7 +150,8 @@ class HyMiRec(SequentialRecommender):
         choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
                    "refiner_reads": ("hybrid", "full_history"),
                    "context_order": ("coarse_first", "recent_first"),
-                   "similarity": ("cosine", "dot")}
+                   "similarity": ("cosine", "dot"),
+                   "ranking_readout": ("interests", "interests_and_next", "next")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "
@@ -177,6 +180,10 @@ class HyMiRec(SequentialRecommender):
                               "item, but with context_order=coarse_first it reads the coarse "
                               "interests, built from a history that holds that item. Fix: "
                               "--context_order=recent_first, or --dense_loss_weight=0.")
+        if self.ranking_readout != "interests" and self.dense_loss_weight == 0:
+            raise ConfigError(f"ranking_readout={self.ranking_readout} ranks with the last window "
+                              "token's next-item state, which only dense_loss_weight > 0 trains. "
+                              "Fix: --dense_loss_weight=1.0, or --ranking_readout=interests.")
         if self.refiner_reads == "full_history" and not self.use_long_history:
             raise ConfigError("refiner_reads=full_history reads the long history while "
                               "use_long_history=False drops it. Fix: --refiner_reads=hybrid "
@@ -309,6 +316,20 @@ class HyMiRec(SequentialRecommender):
         window = (items, items_mask, recent_out) if with_recent else None
         return interests, None if coarse is None else self.coarse_head(coarse), window
 
+    def ranking_interests(self, interaction):
+        """The vectors whose max the ranking takes ``[B, K', d]``: the K refined interests
+        (``ranking_readout: interests``), those plus the last window token's next-item state
+        (``interests_and_next``, K' = K + 1), or that state alone (``next``, K' = 1: HLLM's
+        single interest). The state is the dense loss's prediction of the row's target."""
+        if self.ranking_readout == "interests":
+            return self.forward(interaction)[0]
+        interests, _, (items, _, outputs) = self._user_side(interaction, with_recent=True)
+        last = (self._window_lengths(items) - 1).clamp(min=0)  # [B]; no dropout at ranking
+        next_state = outputs[torch.arange(len(last), device=last.device), last].unsqueeze(1)  # [B, 1, d]
+        if self.ranking_readout == "next":
+            return next_state
+        return torch.cat([interests, next_state], dim=1)  # [B, K + 1, d]
+
     # ------------------------------------------------------------------ RecBole API
 
     def target_window(self, interaction):
@@ -389,19 +410,19 @@ class HyMiRec(SequentialRecommender):
         return self.dmil.logit_scale() * score + bias
 
     def predict(self, interaction):
-        interests, _ = self.forward(interaction)
+        interests = self.ranking_interests(interaction)
         item_ids = interaction[self.ITEM_ID]  # [B]
         items = self.item_embeddings()[item_ids]  # [B, d]
         return self._with_bias(score_items(interests, items, self.dmil.normalize), item_ids)
 
     def full_sort_predict(self, interaction):
-        interests, _ = self.forward(interaction)
+        interests = self.ranking_interests(interaction)
         scores = max_over_interests(interests, self.item_embeddings(), self.dmil.normalize)
         return self._with_bias(scores)  # [B, n_items]
 
     def recommend_topk(self, interaction, k, exclude=None):
         """Per-interest top-k lists merged round robin, deduplicated ``[B, k]`` (for export)."""
-        interests, _ = self.forward(interaction)
+        interests = self.ranking_interests(interaction)
         return merge_topk(interests, self.item_embeddings(), k, exclude=exclude,
                           item_bias=self.item_bias, scale=self.dmil.logit_scale(),
                           normalize=self.dmil.normalize)
