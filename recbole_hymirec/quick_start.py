@@ -131,12 +131,18 @@ def unique_checkpoint_file(path, pid=None):
     return candidate
 
 
-def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
+def _trainer(config, model, train_data):
+    """The model's trainer, with the plugin's fixes and the data its metrics read."""
     apply_trainer_fixes()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    attach_metric_data(trainer, config, train_data.dataset, model)
+    return trainer
+
+
+def _train_and_test(config, model, train_data, valid_data, test_data, saved, verbose=True):
+    trainer = _trainer(config, model, train_data)
     # Only rank 0 writes the best checkpoint; every rank reloads it for the test.
     trainer.saved_model_file = from_rank_zero(unique_checkpoint_file(trainer.saved_model_file))
-    attach_metric_data(trainer, config, train_data.dataset, model)
     if config["resume"]:
         resume_training(trainer, config["resume"])
     valid_curve = []  # [epoch, valid score] after every evaluation of this process
@@ -275,9 +281,7 @@ def load_data_and_model(model_file, edit_config=None):
 def evaluate_loaded(config, model, dataset, train_data, valid_data, test_data):
     """``{"valid_result", "test_result"}`` of a loaded model (``load_data_and_model``), with the
     metrics, and the metric data, of its training run."""
-    apply_trainer_fixes()
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    attach_metric_data(trainer, config, train_data.dataset, model)
+    trainer = _trainer(config, model, train_data)
     trainer.eval_collector.data_collect(train_data)  # as fit does: coverage and popularity read it
     return {split: plain_result(trainer.evaluate(data, load_best_model=False, show_progress=False))
             for split, data in (("valid_result", valid_data), ("test_result", test_data))}
