@@ -33,6 +33,7 @@ import threading
 import time
 
 from recbole_hymirec.cli import split_overrides
+from recbole_hymirec.seed_summary import seeds_section
 
 REPO_CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "run_recbole_hymirec.py")
@@ -330,6 +331,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
              f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
              f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
     lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
+    lines += seeds_section(rows)
     lines += _curves_section(rows)
     lines += _hyper_parameter_section(rows, per_model)
     lines += ["## Reproduce a row", ""]
