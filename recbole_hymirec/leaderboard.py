@@ -33,7 +33,7 @@ import threading
 import time
 
 from recbole_hymirec.cli import split_overrides
-from recbole_hymirec.seed_summary import seeds_section
+from recbole_hymirec.seed_summary import row_seed, seed_groups
 
 REPO_CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "run_recbole_hymirec.py")
@@ -277,6 +277,50 @@ def _results_table(rows):
                     "the png labels each row by its number (`#`).", ""]
 
 
+def _mean(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return sum(values) / len(values) if values else None
+
+
+def _mean_cell(values):
+    mean = _mean(values)
+    return "-" if mean is None else f"{mean:.4f}"
+
+
+def _name_without_seed(entry):
+    """``HyMiRec(a=1,seed=2021)`` -> ``HyMiRec(a=1)``; ``SASRec(seed=2021)`` -> ``SASRec``."""
+    model, own = parse_entry(entry)
+    kept = [o[2:] for o in own if _override_key(o) != "--seed"]
+    return f"{model}({','.join(kept)})" if kept else model
+
+
+def _seeds_section(rows, metric="ndcg@10", coverage="itemcoverage@10"):
+    """The configurations run under two or more seeds: mean best valid score, mean test
+    ``metric`` with its range over the seeds, mean test ``coverage`` (no section if none)."""
+    groups = seed_groups(rows)
+    if not groups:
+        return []
+    lines = ["## Over seeds", "",
+             "Rows whose commands differ only in `seed`: the mean best valid score, the mean "
+             f"test {metric} with its range over the seeds, and the mean test {coverage}.", "",
+             f"| rows | model | seeds | valid (mean) | test {metric} (mean, min-max) "
+             f"| test {coverage} (mean) |",
+             "|---|---|---|---:|---:|---:|"]
+    for numbers, members in groups:
+        results = [r["result"] for r in members]
+        tests = [v for v in (res["test_result"].get(metric) for res in results)
+                 if isinstance(v, (int, float))]
+        spread = f" ({min(tests):.4f}-{max(tests):.4f})" if tests else ""
+        cells = [", ".join(f"#{n}" for n in numbers),
+                 _md_cell(_name_without_seed(members[0]["model"])),
+                 ", ".join(str(row_seed(r)) for r in members),
+                 _mean_cell(res.get("best_valid_score") for res in results),
+                 _mean_cell(tests) + spread,
+                 _mean_cell(res["test_result"].get(coverage) for res in results)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _curve_cell(curve, best=None):
     """``[[epoch, value], ...]`` -> ``"e0 0.0649, e1 **0.0801**"``: the first evaluation that
     reached ``best`` in bold (early stopping keeps the first of equal scores)."""
@@ -331,7 +375,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
              f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
              f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
     lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
-    lines += seeds_section(rows)
+    lines += _seeds_section(rows)
     lines += _curves_section(rows)
     lines += _hyper_parameter_section(rows, per_model)
     lines += ["## Reproduce a row", ""]

@@ -1,4 +1,4 @@
-"""Leaderboard rows that differ only in ``seed``, summarised over their seeds.
+"""Which leaderboard rows differ only in ``seed`` (the page's "Over seeds" table).
 
 One seed's NDCG@10 moves by about as much as many of the choices a page compares, so a
 page that holds the same configuration under several seeds shows their mean and spread
@@ -50,15 +50,6 @@ def configuration_key(row):
     return tuple(others + overrides)
 
 
-def _name_without_seed(model):
-    """``HyMiRec(a=1,seed=2021)`` -> ``HyMiRec(a=1)``; ``SASRec(seed=2021)`` -> ``SASRec``."""
-    if not model.endswith(")") or "(" not in model:
-        return model
-    base, inner = model[:-1].split("(", 1)
-    kept = [part for part in inner.split(",") if not part.strip().startswith("seed=")]
-    return f"{base}({','.join(kept)})" if kept else base
-
-
 def seed_groups(rows):
     """``[(row numbers, rows)]`` for each configuration run under two or more seeds, in the
     order of its first row; failed rows and rows without a test result are left out."""
@@ -69,39 +60,3 @@ def seed_groups(rows):
     return [([n for n, _ in members], [r for _, r in members])
             for members in groups.values()
             if len({str(row_seed(r)) for _, r in members}) >= 2]
-
-
-def _mean(values):
-    values = [v for v in values if isinstance(v, (int, float))]
-    return sum(values) / len(values) if values else None
-
-
-def _cell(value):
-    return "-" if value is None else f"{value:.4f}"
-
-
-def seeds_section(rows, metric="ndcg@10", coverage="itemcoverage@10"):
-    """Markdown lines of the page's "Over seeds" table (none when no configuration has
-    two seeds)."""
-    groups = seed_groups(rows)
-    if not groups:
-        return []
-    lines = ["## Over seeds", "",
-             "Rows whose commands differ only in `seed`: the mean best valid score, the mean "
-             f"test {metric} with its range over the seeds, and the mean test {coverage}.", "",
-             f"| rows | model | seeds | valid (mean) | test {metric} (mean, min-max) "
-             f"| test {coverage} (mean) |",
-             "|---|---|---|---:|---:|---:|"]
-    for numbers, members in groups:
-        results = [r["result"] for r in members]
-        tests = [res["test_result"].get(metric) for res in results]
-        known = [t for t in tests if isinstance(t, (int, float))]
-        spread = f" ({min(known):.4f}-{max(known):.4f})" if known else ""
-        lines.append(" | ".join([
-            "| " + ", ".join(f"#{n}" for n in numbers),
-            _name_without_seed(members[0]["model"]).replace("|", "\\|"),
-            ", ".join(str(row_seed(r)) for r in members),
-            _cell(_mean(res.get("best_valid_score") for res in results)),
-            _cell(_mean(tests)) + spread,
-            _cell(_mean(res["test_result"].get(coverage) for res in results)) + " |"]))
-    return lines + [""]

@@ -1,6 +1,6 @@
 """Rows that differ only in ``seed`` are summarised together on the leaderboard page."""
 from recbole_hymirec import leaderboard
-from recbole_hymirec.seed_summary import row_seed, seed_groups, seeds_section
+from recbole_hymirec.seed_summary import row_seed, seed_groups
 
 
 def _row(model, overrides, ndcg, coverage, valid, config_file, status="ok"):
@@ -28,20 +28,20 @@ def test_only_rows_that_differ_in_seed_alone_are_grouped(tmp_path):
     protocol.write_text("seed: 2020\n")
     files = str(protocol)
     rows = [
-        _row("M(a=1,b=2)", ["--a=1", "--b=2"], 0.10, 0.40, 0.12, files),
+        _row("M(a=1,b=[p,q])", ["--a=1", "--b=[p,q]"], 0.10, 0.40, 0.12, files),
         _row("M(a=1)", ["--a=1"], 0.30, 0.90, 0.30, files),                     # other config
-        _row("M(b=2,a=1,seed=2021)", ["--b=2", "--a=1", "--seed=2021"], 0.08, 0.50, 0.10, files),
-        _row("M(a=1,b=2,seed=2022)", ["--a=1", "--b=2", "--seed=2022"], 0.0, 0.0, 0.0, files,
+        _row("M(b=[p,q],a=1,seed=2021)", ["--b=[p,q]", "--a=1", "--seed=2021"], 0.08, 0.50, 0.10, files),
+        _row("M(a=1,b=[p,q],seed=2022)", ["--a=1", "--b=[p,q]", "--seed=2022"], 0.0, 0.0, 0.0, files,
              status="failed: exit code 1"),                                      # no result
         _row("S", [], 0.2, 0.6, 0.2, files),
         _row("S(seed=2020)", ["--seed=2020"], 0.2, 0.6, 0.2, files),           # same seed again
     ]
     groups = seed_groups(rows)
     assert [numbers for numbers, _ in groups] == [[1, 3]]
-    lines = seeds_section(rows)
+    lines = leaderboard._seeds_section(rows)
     assert lines[0] == "## Over seeds"
-    assert "| #1, #3 | M(a=1,b=2) | 2020, 2021 | 0.1100 | 0.0900 (0.0800-0.1000) | 0.4500 |" in lines
-    assert seeds_section(rows[:2]) == []
+    assert "| #1, #3 | M(a=1,b=[p,q]) | 2020, 2021 | 0.1100 | 0.0900 (0.0800-0.1000) | 0.4500 |" in lines
+    assert leaderboard._seeds_section(rows[:2]) == []
     page = leaderboard.render_markdown(rows, "ml-100k", "python -m recbole_hymirec.leaderboard",
                                        [], {})
     assert page.index("## Over seeds") > page.index("## Test metrics (full ranking)")
