@@ -11,7 +11,9 @@ The table gives test metrics and wall time per model.
 A model entry may carry its own overrides, for ablations: ``-m "HyMiRec,HyMiRec(n_interests=1)"``
 runs HyMiRec twice, the second row with ``--n_interests=1`` (several keys: comma-separated
 inside the brackets). The entry, brackets included, is the row's name; ``--model_config``
-files of the base model apply to its variants too.
+files of the base model apply to its variants too. ``--seeds 2020,2021`` runs every entry
+once per seed (``HyMiRec`` becomes ``HyMiRec(seed=2020)`` and ``HyMiRec(seed=2021)``); the
+page's "Over seeds" table then gives each configuration's mean and range.
 
 The page goes to ``--out DIR`` (default ``results``): ``DIR/DATASET.csv`` (every test
 metric, every best-valid metric as ``valid_*``), ``DIR/DATASET.md`` (setting, table, the
@@ -45,7 +47,8 @@ PLOT_NAME_LIMIT = 24  # longer row names (HyMiRec(...) with overrides) show as t
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # allow_abbrev=False: RecBole's --seed=N override must not be read as an abbreviated --seeds
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--models", "-m", default="HyMiRec,SASRec", help="comma-separated")
     parser.add_argument("--config_files", default=None, help="shared (protocol) YAML files")
@@ -57,6 +60,8 @@ def build_parser():
                         help="a remark for the page's Note section (repeatable)")
     parser.add_argument("--force", action="store_true",
                         help="re-run models that already have an ok row in DIR/DATASET.json")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: every model entry runs once per seed")
     return parser
 
 
@@ -98,6 +103,36 @@ def parse_entry(entry):
         raise SystemExit(f"error: model entry {entry!r}: {bad[0]!r} is not key=value. Fix: "
                          "write MODEL(key=value,key=value)")
     return model.strip(), [f"--{p}" for p in pairs]
+
+
+def parse_seeds(text):
+    """``"2020,2021"`` -> ``[2020, 2021]``; ``None`` -> ``[]`` (the protocol's own seed)."""
+    if text is None:
+        return []
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --seeds {text!r}: write comma-separated integers, "
+                         "e.g. --seeds 2020,2021") from None
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: --seeds {text!r} repeats a seed. Fix: give each seed once")
+    return seeds
+
+
+def entries_per_seed(entries, seeds):
+    """Every entry once per seed, an entry's seeds next to each other: ``["S", "M(a=1)"],
+    [1, 2]`` -> ``["S(seed=1)", "S(seed=2)", "M(a=1,seed=1)", "M(a=1,seed=2)"]``."""
+    if not seeds:
+        return list(entries)
+    expanded = []
+    for entry in entries:
+        model, own = parse_entry(entry)
+        if "--seed" in {_override_key(o) for o in own}:
+            raise SystemExit(f"error: model entry {entry!r} sets seed and --seeds is given. "
+                             "Fix: drop one of the two")
+        pairs = [o[len("--"):] for o in own]
+        expanded += [f"{model}({','.join(pairs + [f'seed={seed}'])})" for seed in seeds]
+    return expanded
 
 
 def _echo_and_keep(stream, sink, kept):
@@ -459,13 +494,16 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = build_parser().parse_known_args(argv)
     overrides = split_overrides(extra)
+    seeds = parse_seeds(args.seeds)
+    if seeds and "--seed" in {_override_key(o) for o in overrides}:
+        raise SystemExit("error: --seed=... and --seeds are both given. Fix: drop one of the two")
     shared = args.config_files.split() if args.config_files else []
     per_model = model_files(args.model_config)
     command_line = "python -m recbole_hymirec.leaderboard " + shlex.join(argv)
     store = os.path.join(args.out, f"{args.dataset}.json")
     kept = {r["model"]: r for r in load_rows(store)}
     rows = []
-    for name in split_model_list(args.models):
+    for name in entries_per_seed(split_model_list(args.models), seeds):
         model, own_overrides = parse_entry(name)
         command = build_command(model, args.dataset, shared + per_model.get(model, []),
                                 merge_overrides(overrides, own_overrides))

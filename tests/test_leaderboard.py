@@ -1,8 +1,10 @@
 """The leaderboard runs each model in its own process; one failure does not stop the rest."""
-import json
-
 import csv
+import json
 import os
+import re
+
+import pytest
 
 from conftest import TINY_RUN, tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
@@ -150,3 +152,47 @@ def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, cap
     ablation = kept[2]["result"]
     assert ablation["hyper_parameters"]["use_long_history"] is False
     assert ablation["trainable_parameters"] < 10**6
+
+
+def test_seeds_run_every_entry_once_per_seed():
+    assert leaderboard.parse_seeds(None) == []
+    assert leaderboard.parse_seeds("2020,2021") == [2020, 2021]
+    assert leaderboard.entries_per_seed(["SASRec", "M(a=1,b=[p,q])"], [1, 2]) == [
+        "SASRec(seed=1)", "SASRec(seed=2)", "M(a=1,b=[p,q],seed=1)", "M(a=1,b=[p,q],seed=2)"]
+    assert leaderboard.entries_per_seed(["SASRec"], []) == ["SASRec"]
+    assert leaderboard.parse_entry("M(a=1,seed=2)") == ("M", ["--a=1", "--seed=2"])
+
+
+def test_seeds_refuse_bad_lists_and_a_second_seed(capsys):
+    for text, message in [
+            ("2020,x", "error: --seeds '2020,x': write comma-separated integers, e.g. --seeds 2020,2021"),
+            ("1,1", "error: --seeds '1,1' repeats a seed. Fix: give each seed once")]:
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            leaderboard.parse_seeds(text)
+    with pytest.raises(SystemExit, match=re.escape(
+            "error: model entry 'M(seed=3)' sets seed and --seeds is given. Fix: drop one of the two")):
+        leaderboard.entries_per_seed(["M(seed=3)"], [1, 2])
+    with pytest.raises(SystemExit, match=re.escape(
+            "error: --seed=... and --seeds are both given. Fix: drop one of the two")):
+        leaderboard.main(["-d", "tiny", "-m", "SASRec", "--seeds", "1,2", "--seed=3"])
+
+
+def test_seeds_rows_land_in_the_over_seeds_table(monkeypatch, capsys):
+    def fake_run(name, command):
+        seed = int(next(a for a in command if a.startswith("--seed=")).split("=")[1])
+        result = {"best_valid_score": 0.1 * seed,
+                  "test_result": {"ndcg@10": 0.01 * seed, "itemcoverage@10": 0.5}}
+        return {"model": name, "seconds": 1.0, "command": command[1:], "status": "ok",
+                "result": result}
+    monkeypatch.setattr(leaderboard, "run_one", fake_run)
+    assert leaderboard.main(["-d", "tiny", "-m", "SASRec", "--seeds", "1,3", "--out", "out"]) == 0
+    rows = json.load(open("out/tiny.json"))
+    assert [r["model"] for r in rows] == ["SASRec(seed=1)", "SASRec(seed=3)"]
+    assert [a for a in rows[1]["command"] if a.startswith("--seed")] == ["--seed=3"]
+    md = open("out/tiny.md").read()
+    assert "| #1, #2 | SASRec | 1, 3 | 0.2000 | 0.0200 (0.0100-0.0300) | 0.5000 |" in md
+
+
+def test_a_seed_override_is_not_read_as_seeds():
+    args, extra = leaderboard.build_parser().parse_known_args(["-m", "SASRec", "--seed=2021"])
+    assert args.seeds is None and extra == ["--seed=2021"]
