@@ -76,6 +76,8 @@ def test_raw_history_input_bypasses_the_codes(assets):
                                        {"use_id_embedding": True, "history_ids": True,
                                         "use_long_history": False},
                                        {"dense_loss_weight": 1.0, "context_order": "recent_first"},
+                                       {"dense_loss_weight": 1.0, "coarse_history": "before_window",
+                                        "ranking_readout": "next"},
                                        {"dense_loss_weight": 1.0, "refiner_reads": "full_history",
                                         "loss_masks_seen": True},
                                        {"similarity": "dot", "item_bias": True,
@@ -107,6 +109,9 @@ def test_every_variant_trains(assets, overrides):
     ({"context_order": "queries_first"},
      "context_order='queries_first' is not one of ['coarse_first', 'recent_first']"),
     ({"dense_loss_weight": -1.0}, "dense_loss_weight=-1.0 must be a number >= 0 (0 = off)"),
+    ({"coarse_history": "all"},
+     "coarse_history='all' is not one of ['up_to_target', 'before_window']. "
+     "Fix: --coarse_history=up_to_target"),
     ({"similarity": "euclid"},
      "similarity='euclid' is not one of ['cosine', 'dot']. Fix: --similarity=cosine"),
     ({"history_ids": True},
@@ -450,8 +455,9 @@ def _dense_inputs(model, batch):
 def test_dense_loss_needs_the_recent_first_order_with_the_lightweight_branch(assets):
     with pytest.raises(ConfigError, match=r"dense_loss_weight > 0 trains each window token to "
                                           r"predict the next item, but with context_order="
-                                          r"coarse_first .* Fix: --context_order=recent_first, "
-                                          r"or --dense_loss_weight=0\."):
+                                          r"coarse_first .* Fix: --coarse_history=before_window, "
+                                          r"--context_order=recent_first, or "
+                                          r"--dense_loss_weight=0\."):
         _build(assets, dense_loss_weight=1.0)
     model, batch, _ = _build(assets, dense_loss_weight=1.0, use_long_history=False)
     assert len(model.calculate_loss(batch)) == 2  # no coarse tokens to leak: DMIL + dense
@@ -485,3 +491,23 @@ def test_ranking_readouts_take_the_max_over_the_vectors_they_name(assets, simila
         model.ranking_readout = "interests_and_next"
         assert model.ranking_interests(test_batch).shape == (len(items), model.n_interests + 1,
                                                              model.embedding_size)
+
+
+def test_coarse_history_before_window_ends_where_the_window_starts(assets):
+    model, batch, _ = _build(assets, dense_loss_weight=1.0, coarse_history="before_window")
+    assert model.context_order == "coarse_first"  # the method's order, allowed without a leak
+    coarse_items, coarse_mask = model.coarse_history_items(batch)  # [B, L], [B, L]
+    window_items, window_mask = model._window(batch)  # [B, N], [B, N]
+    history = model.user_history
+    for row in range(len(coarse_items)):
+        start = int(history.offsets[batch["user_id"][row]])
+        target = int(batch["target_position"][row])
+        coarse = coarse_items[row][coarse_mask[row]].tolist()
+        window = window_items[row][window_mask[row]].tolist()
+        # coarse then window: the items right before the target, in order, none in both
+        assert coarse + window == history.items[start + target - len(coarse) - len(window):
+                                                start + target].tolist()
+        assert len(window) == int(batch["item_length"][row])
+        assert len(coarse) == min(model.long_seq_len, target - len(window))
+    default_items, default_mask = _build(assets)[0].coarse_history_items(batch)
+    assert default_mask.sum() > coarse_mask.sum()  # up_to_target also reads the window's items

@@ -33,7 +33,9 @@ hide random history items from the LLM window and the lightweight branch),
 also predicts the item after it, HLLM-style, so a training row trains every prefix of its
 window, not only the one before its target), ``similarity: dot`` (SASRec's dot-product
 scorer instead of the scaled cosine), ``ranking_readout`` (the ranking also, or only, uses
-the last window token's next-item state that the dense loss trains).
+the last window token's next-item state that the dense loss trains), ``coarse_history:
+before_window`` (the lightweight branch reads the history before the LLM's window, so
+``dense_loss_weight`` works with the method's ``coarse_first`` order without a leak).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -86,6 +88,7 @@ class HyMiRec(SequentialRecommender):
         self.history_ids = config["history_ids"]
         self.history_item_dropout = config["history_item_dropout"] or 0.0  # ~ switches it off
         self.context_order = config["context_order"]
+        self.coarse_history = config["coarse_history"] or "up_to_target"  # older checkpoints lack it
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self.similarity = config["similarity"]
         self.ranking_readout = config["ranking_readout"] or "interests"  # older checkpoints lack it
@@ -150,6 +153,7 @@ class HyMiRec(SequentialRecommender):
         choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
                    "refiner_reads": ("hybrid", "full_history"),
                    "context_order": ("coarse_first", "recent_first"),
+                   "coarse_history": ("up_to_target", "before_window"),
                    "similarity": ("cosine", "dot"),
                    "ranking_readout": ("interests", "interests_and_next", "next")}
         for key, allowed in choices.items():
@@ -175,11 +179,12 @@ class HyMiRec(SequentialRecommender):
                               "side, but use_id_embedding=False. Fix: --use_id_embedding=True, "
                               "or --history_ids=False.")
         if self.dense_loss_weight > 0 and self.uses_lightweight and \
-                self.context_order == "coarse_first":
+                self.context_order == "coarse_first" and self.coarse_history == "up_to_target":
             raise ConfigError("dense_loss_weight > 0 trains each window token to predict the next "
                               "item, but with context_order=coarse_first it reads the coarse "
                               "interests, built from a history that holds that item. Fix: "
-                              "--context_order=recent_first, or --dense_loss_weight=0.")
+                              "--coarse_history=before_window, --context_order=recent_first, or "
+                              "--dense_loss_weight=0.")
         if self.ranking_readout != "interests" and self.dense_loss_weight == 0:
             raise ConfigError(f"ranking_readout={self.ranking_readout} ranks with the last window "
                               "token's next-item state, which only dense_loss_weight > 0 trains. "
@@ -242,7 +247,20 @@ class HyMiRec(SequentialRecommender):
 
     def long_history_items(self, interaction):
         """Ids of the ``long_seq_len`` items before each target ``[B, L]`` + mask ``[B, L]``."""
+        return self._history_before(*self._rows(interaction))
+
+    def coarse_history_items(self, interaction):
+        """What the lightweight branch reads ``[B, L]`` + mask ``[B, L]``: the long history up
+        to the target, or with ``coarse_history: before_window`` the ``long_seq_len`` items
+        before the LLM's window (the window is the ``item_seq_len`` items before the target)."""
+        if self.coarse_history == "up_to_target":
+            return self.long_history_items(interaction)
         users, positions = self._rows(interaction)
+        window_start = positions - interaction[self.ITEM_SEQ_LEN].to(positions.device)  # [B]
+        return self._history_before(users, window_start)
+
+    def _history_before(self, users, positions):
+        """The ``long_seq_len`` items strictly before each position ``[B, L]`` + mask ``[B, L]``."""
         items, lengths = self.user_history.history(users, positions, self.long_seq_len)
         items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
         mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
@@ -303,7 +321,7 @@ class HyMiRec(SequentialRecommender):
         if self.id_to_llm is not None:
             recent = recent + self.id_to_llm(self.item_id_embedding(items))  # [B, T, D_llm]
         if self.uses_lightweight:
-            history_items, history_mask = self.long_history_items(interaction)  # [B, L], [B, L]
+            history_items, history_mask = self.coarse_history_items(interaction)  # [B, L], [B, L]
             coarse = self.lightweight(self.history_content(history_items), history_mask,
                                       self.history_code_embeddings(history_items))  # [B, M, h]
             coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
