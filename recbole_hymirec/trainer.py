@@ -9,6 +9,7 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.lr_schedule import LearningRateSchedule, check_schedule
 from recbole_hymirec.weight_average import WeightAverage
 
 
@@ -37,7 +38,8 @@ class HyMiRecTrainer(Trainer):
     the trainable parameters only. Checkpoints hold the trainable weights (LoRA, adapters,
     queries, heads) and the codebook, not the frozen LLM. With ``ema_decay > 0``, validation,
     checkpoints and hence the test see an exponential moving average of the trainable weights
-    (weight_average.py).
+    (weight_average.py). ``lr_schedule`` / ``warmup_ratio`` set the rate per step over the
+    ``epochs`` budget (lr_schedule.py).
     """
 
     def __init__(self, config, model):
@@ -45,6 +47,7 @@ class HyMiRecTrainer(Trainer):
         self.train_stride_rotate = config["train_stride_rotate"]
         self._phase_loaders = {}  # stride phase -> its training loader, built once
         self.weight_average = self._build_weight_average(config["ema_decay"])
+        self.lr_schedule = self._build_lr_schedule(config["lr_schedule"], config["warmup_ratio"])
         self.logger.info(set_color("stage 1", "green") + ": "
                          + json.dumps(self.model.stage1_stats, sort_keys=True))
         full = _tensor_bytes(self.model.state_dict())
@@ -66,6 +69,20 @@ class HyMiRecTrainer(Trainer):
         self.optimizer.register_step_post_hook(lambda *_: average.update())
         return average
 
+    def _build_lr_schedule(self, kind, warmup_ratio):
+        """None for RecBole's constant rate; else a schedule stepped after every optimizer step."""
+        check_schedule(kind, warmup_ratio)
+        if kind == "constant" and warmup_ratio == 0:
+            return None
+        schedule = LearningRateSchedule(self.optimizer, kind, warmup_ratio)
+        self.optimizer.register_step_post_hook(lambda *_: schedule.step())
+        return schedule
+
+    def fit(self, train_data, valid_data=None, **kwargs):
+        if self.lr_schedule is not None:  # the budget: every epoch has len(train_data) steps
+            self.lr_schedule.begin(self.epochs * len(train_data))
+        return super().fit(train_data, valid_data, **kwargs)
+
     def _averaged_weights(self):
         """Context in which the model holds the averaged weights (a no-op without ema_decay)."""
         return nullcontext() if self.weight_average is None else self.weight_average.swapped_in()
@@ -76,9 +93,14 @@ class HyMiRecTrainer(Trainer):
 
     def resume_checkpoint(self, resume_file):
         super().resume_checkpoint(resume_file)
-        if self.weight_average is not None:  # RecBole's method keeps the file's dict to itself
-            checkpoint = torch.load(str(resume_file), map_location=self.device, weights_only=False)
+        if self.weight_average is None and self.lr_schedule is None:
+            return
+        # RecBole's method keeps the file's dict to itself
+        checkpoint = torch.load(str(resume_file), map_location=self.device, weights_only=False)
+        if self.weight_average is not None:
             self.weight_average.resume(checkpoint.get("weight_average"))
+        if self.lr_schedule is not None:  # the rates resume at the checkpoint's step
+            self.lr_schedule.steps = checkpoint.get("lr_schedule_steps", 0)
 
     def _build_optimizer(self, **kwargs):
         kwargs.setdefault("params", self._parameter_groups())
@@ -134,6 +156,8 @@ class HyMiRecTrainer(Trainer):
         }
         if self.weight_average is not None:
             state["weight_average"] = self.weight_average.training_state()
+        if self.lr_schedule is not None:
+            state["lr_schedule_steps"] = self.lr_schedule.steps
         save_atomically(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
