@@ -11,6 +11,7 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
+from recbole_hymirec.config_keys import check_known_keys, known_keys
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import register_metrics
 from recbole_hymirec.utils import get_model
@@ -101,6 +102,18 @@ class Config(RecBoleConfig):
                 raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
                                   f"Fix: --{key}={default!r}, or another value of that kind.")
 
+    def _check_keys_are_known(self):
+        """A key no property file defines is a typo RecBole would ignore: refuse it, naming
+        where it came from (unless ``strict_config_keys`` is False)."""
+        strict = self.external_config_dict.get(
+            "strict_config_keys", self.internal_config_dict.get("strict_config_keys", True))
+        if strict is False:
+            return
+        sources = {"on the command line": self.cmd_config_dict,
+                   "in config_dict": self.variable_config_dict,
+                   "in the config files": self.file_config_dict}
+        check_known_keys(sources, known_keys(properties_dir(), self.internal_config_dict))
+
     def _check_cuda_request(self):
         """``use_gpu: True`` written by the user on a machine without CUDA is an error, not a
         silent CPU run (RecBole's own default, also True, keeps falling back quietly)."""
@@ -125,6 +138,7 @@ class Config(RecBoleConfig):
             final.update(state="error", show_progress=False, verbose=False)
 
     def _get_final_config_dict(self):
+        self._check_keys_are_known()
         self._check_value_types()
         final = super()._get_final_config_dict()
         # RecBole's overall.yaml samples negatives by default, which it then refuses for

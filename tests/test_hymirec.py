@@ -175,3 +175,26 @@ def test_cold_items_get_content_embeddings_and_can_be_ranked(tmp_path):
     with torch.no_grad():
         scores = model.full_sort_predict(_first_batch(test))
     assert torch.isfinite(scores[:, cold]).all()
+
+
+def test_tuned_property_file_holds_model_and_learner_keys_and_trains(assets):
+    """properties/hymirec_tuned.yaml (the best configuration on ml-100k) is a valid HyMiRec
+    configuration: every key is HyMiRec's or RecBole's learner's, and a run takes them all."""
+    import recbole
+    import yaml
+
+    tuned_file = os.path.join(REPO_ROOT, "properties", "hymirec_tuned.yaml")
+    with open(tuned_file) as f:
+        tuned = yaml.safe_load(f)
+    with open(os.path.join(REPO_ROOT, "properties", "model", "HyMiRec.yaml")) as f:
+        model_keys = set(yaml.safe_load(f))
+    with open(os.path.join(os.path.dirname(recbole.__file__), "properties", "overall.yaml")) as f:
+        recbole_keys = set(yaml.safe_load(f))
+    assert set(tuned) <= model_keys | recbole_keys
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    result = run_recbole_hymirec("HyMiRec", "tiny", config_file_list=[tuned_file],
+                                 config_dict=tiny_hymirec_settings(data_path, llm_path))
+    assert set(result["test_result"]) == EXPECTED_KEYS
+    taken = {key: result["hyper_parameters"][key] for key in tuned if key in model_keys}
+    assert taken == {key: value for key, value in tuned.items() if key in model_keys}
