@@ -43,6 +43,7 @@ TABLE_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "mrr@
 DATASET_STATISTICS = ("users", "items", "interactions", "interactions_per_user", "sparsity")
 PAGE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20", "hit@50",
                 "itemcoverage@10", "giniindex@10", "averagepopularity@10", "ild@10")
+FAILURE_LIMIT = 400  # characters of a failed row's error line kept in its status
 PLOT_NAME_LIMIT = 24  # longer row names (HyMiRec(...) with overrides) show as their number only
 
 
@@ -183,7 +184,13 @@ def run_one(name, command):
     if proc.returncode == 0 and results:
         return dict(row, status="ok", result=json.loads(results[-1][len("RESULT "):]))
     reason = next((l.strip() for l in reversed(err) if l.strip()), f"exit {proc.returncode}")
-    return dict(row, status=f"failed: {reason[-200:]}", result=None)
+    return dict(row, status=f"failed: {_head(reason, FAILURE_LIMIT)}", result=None)
+
+
+def _head(text, limit):
+    """``text`` cut to ``limit`` characters from its start (an error line names the problem
+    first, the fix after it), with an ellipsis when cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def format_table(rows):

@@ -25,6 +25,17 @@ def test_side_by_side_table_with_a_failing_row(tiny_data_path, capsys):
     assert all(0.0 <= float(c) <= 1.0 for c in ok.split("|")[1:7])
 
 
+def test_a_misspelt_override_fails_its_row_by_name(tiny_data_path, tmp_path, capsys):
+    """A typo in a row's overrides is that row's error, not a run of the defaults under
+    the typo's name."""
+    code = leaderboard.main(["-d", "tiny", "-m", "SASRec(hiden_size=8)", "--out", str(tmp_path),
+                             f"--data_path={tiny_data_path}"])
+    row = capsys.readouterr().out.split("Test metrics on tiny (full ranking)\n")[1].splitlines()[1]
+    assert code == 1
+    assert row.strip().startswith("SASRec(hiden_size=8)")
+    assert "unknown config key(s) 'hiden_size' (did you mean 'hidden_size'?) on the command" in row
+
+
 def test_model_config_spec_parsing():
     assert leaderboard.model_files(["HyMiRec=a.yaml b.yaml", "SASRec=c.yaml"]) == {
         "HyMiRec": ["a.yaml", "b.yaml"], "SASRec": ["c.yaml"]}
