@@ -1,6 +1,11 @@
 """What every command line of the plugin shares: ``--key=value`` overrides, one-line errors."""
 import json
+import os
 import sys
+
+# Set once a command of this plugin has put its --key=value overrides into sys.argv: from
+# then on (spawned ranks inherit the environment) Config refuses an unknown key there.
+ARGV_OVERRIDES_ENV = "RECBOLE_HYMIREC_ARGV_OVERRIDES"
 
 
 def split_overrides(extra):
@@ -17,6 +22,7 @@ def split_overrides(extra):
 def hand_overrides_to_recbole(extra):
     """RecBole's Config reads ``--key=value`` from sys.argv (spawned ranks inherit it)."""
     sys.argv = [sys.argv[0]] + split_overrides(extra)
+    os.environ[ARGV_OVERRIDES_ENV] = "1"
 
 
 def is_user_error(err):

@@ -5,13 +5,16 @@ Precedence, lowest first: RecBole's internal files < the plugin's ``properties/o
 ``config_file_list`` < ``config_dict`` < command line ``--key=value``.
 """
 import os
+from logging import getLogger
 
 import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
-from recbole_hymirec.config_keys import check_known_keys, known_keys
+from recbole_hymirec.cli import ARGV_OVERRIDES_ENV
+from recbole_hymirec.config_keys import (check_known_keys, known_keys, unknown_keys,
+                                         with_suggestions)
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import register_metrics
 from recbole_hymirec.utils import get_model
@@ -102,17 +105,42 @@ class Config(RecBoleConfig):
                 raise ConfigError(f"{key}={value!r} must be {expected} (default {default!r}). "
                                   f"Fix: --{key}={default!r}, or another value of that kind.")
 
+    def _load_config_files(self, file_list):
+        """RecBole's merge of the files, plus which keys each file sets (for error messages)."""
+        self.keys_by_file = {}
+        for path in file_list or []:
+            with open(path, "r", encoding="utf-8") as f:
+                self.keys_by_file[path] = set(yaml.load(f.read(), Loader=self.yaml_loader) or {})
+        return super()._load_config_files(file_list)
+
+    def _strict_keys(self):
+        """``strict_config_keys``: the user's value (any source), else the plugin's default."""
+        return self.external_config_dict.get(
+            "strict_config_keys", self.internal_config_dict.get("strict_config_keys", True))
+
     def _check_keys_are_known(self):
         """A key no property file defines is a typo RecBole would ignore: refuse it, naming
-        where it came from (unless ``strict_config_keys`` is False)."""
-        strict = self.external_config_dict.get(
-            "strict_config_keys", self.internal_config_dict.get("strict_config_keys", True))
-        if strict is False:
+        where it came from (unless ``strict_config_keys`` is False). RecBole reads every
+        ``--key=value`` of ``sys.argv``: those are refused only when a command of this
+        plugin put its overrides there; a script's own flags only get a warning."""
+        if self._strict_keys() is False:
             return
-        sources = {"on the command line": self.cmd_config_dict,
-                   "in config_dict": self.variable_config_dict,
-                   "in the config files": self.file_config_dict}
-        check_known_keys(sources, known_keys(properties_dir(), self.internal_config_dict))
+        known = known_keys(properties_dir(), self.internal_config_dict)
+        sources = {f"in {path}": keys for path, keys in self.keys_by_file.items()}
+        sources["in config_dict"] = self.variable_config_dict
+        if os.environ.get(ARGV_OVERRIDES_ENV) == "1":
+            sources["on the command line"] = self.cmd_config_dict
+        else:
+            self._warn_unknown_argv_keys(known)
+        check_known_keys(sources, known)
+
+    def _warn_unknown_argv_keys(self, known):
+        unknown = unknown_keys(self.cmd_config_dict, known)
+        if unknown:
+            getLogger(__name__).warning(
+                f"sys.argv holds --key=value argument(s) that are no config key: "
+                f"{with_suggestions(unknown, known)}. RecBole reads every --key=value of "
+                "sys.argv; these change nothing unless a model of your own reads them.")
 
     def _check_cuda_request(self):
         """``use_gpu: True`` written by the user on a machine without CUDA is an error, not a
@@ -138,8 +166,8 @@ class Config(RecBoleConfig):
             final.update(state="error", show_progress=False, verbose=False)
 
     def _get_final_config_dict(self):
-        self._check_keys_are_known()
         self._check_value_types()
+        self._check_keys_are_known()
         final = super()._get_final_config_dict()
         # RecBole's overall.yaml samples negatives by default, which it then refuses for
         # sequential models trained with loss_type CE (SASRec, GRU4Rec, ... out of the box).

@@ -17,7 +17,7 @@ import sys
 import yaml
 
 from recbole_hymirec.cli import run_reporting_user_errors, split_overrides
-from recbole_hymirec.config_keys import check_known_keys, known_keys
+from recbole_hymirec.errors import ConfigError
 
 
 def build_parser():
@@ -32,12 +32,24 @@ def parse_overrides(extra):
     return {key: yaml.safe_load(value) for key, value in pairs}
 
 
+def known_keys(config):
+    """Keys an override may set: the checkpoint's config and the model's property files."""
+    from recbole_hymirec.quick_start import model_property_files
+
+    keys = set(config.final_config_dict)
+    for path in model_property_files(config["model"]):
+        with open(path) as f:
+            keys |= set(yaml.safe_load(f) or {})
+    return keys
+
+
 def apply_overrides(config, overrides):
     """Sets ``overrides`` in the checkpoint's ``config``; an unknown key is a ConfigError."""
-    from recbole_hymirec.config import properties_dir
-
-    check_known_keys({"among the overrides": overrides},
-                     known_keys(properties_dir(), config.final_config_dict))
+    unknown = sorted(set(overrides) - known_keys(config))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown} for {config['model']}: the checkpoint's "
+                          "config and the model's property file have no such key. Fix: check "
+                          "the spelling (keys are case-sensitive).")
     for key, value in overrides.items():
         config.final_config_dict[key] = value
 
