@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.llm import backbone_of, hidden_size_of
+from recbole_hymirec.model.random_state import random_state_kept
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +342,8 @@ def cached_item_embeddings(cache_dir, key_fields, compute_fn, expected_n=None):
     if emb is not None:
         logger.info("item embedding cache hit: %s (%d x %d)", path, emb.shape[0], emb.shape[1])
         return emb, True
-    emb = compute_fn().detach().float().cpu().contiguous()  # [n, D]
+    with random_state_kept():  # a miss must not change what the seed gives later
+        emb = compute_fn().detach().float().cpu().contiguous()  # [n, D]
     payload = {"key": key, "key_fields": key_fields, "embeddings": emb, "n": int(emb.shape[0]),
                "checksum": _checksum(emb)}
     try:

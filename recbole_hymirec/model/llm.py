@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.random_state import random_state_kept
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +221,9 @@ def ensure_converted(gguf_path):
         logger.warning("removing incomplete converted LLM folder %s", target)
         shutil.rmtree(target, ignore_errors=True)
     logger.info("converting %s to an fp32 transformers folder at %s (one time)", gguf_path, target)
-    model, tokenizer = _load_gguf_raw(gguf_path)
-    return save_plain_copy(model, tokenizer, target, source=gguf_path)
+    with random_state_kept():  # one time only: must not change what the seed gives later
+        model, tokenizer = _load_gguf_raw(gguf_path)
+        return save_plain_copy(model, tokenizer, target, source=gguf_path)
 
 
 # ----------------------------------------------------------------------------- loading
