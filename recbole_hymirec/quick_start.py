@@ -33,6 +33,22 @@ def plain_result(result):
     return result
 
 
+# RecBole's logger writes under ./log/<model>/ (a fixed root in init_logger)
+LOG_ROOT = "log"
+
+
+def init_run_logger(config):
+    """RecBole's ``init_logger`` once the folders it and the trainer write to exist.
+
+    RecBole creates them with a check-then-``makedirs``, so two processes starting at once in
+    a fresh folder (two leaderboards side by side, or the ranks of a distributed run) race, and
+    the loser fails with FileExistsError. ``exist_ok`` creation has no such window.
+    """
+    os.makedirs(os.path.join(LOG_ROOT, config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    init_logger(config)
+
+
 def _build(config):
     """Seed, dataset, splits and model for ``config`` (shared by training and reloading)."""
     init_seed(config["seed"], config["reproducibility"])
@@ -176,7 +192,7 @@ def run_recbole_hymirec(
     """Train and test ``model`` on ``dataset``; returns the result dict (best valid, test)."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict)
-    init_logger(config)
+    init_run_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -227,7 +243,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     logger = getLogger()
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
-    init_logger(config)
+    init_run_logger(config)
     logging.basicConfig(level=logging.ERROR)
     _, train_data, valid_data, test_data, model = _build(config)
     result = _train_and_test(config, model, train_data, valid_data, test_data, saved,
@@ -270,7 +286,7 @@ def load_data_and_model(model_file, edit_config=None):
     # RecBole's metrics use numpy aliases (np.float ...) that a Config restores when it is
     # built, not when it is unpickled: a fresh process would fail in NDCG without this
     config.compatibility_settings()
-    init_logger(config)
+    init_run_logger(config)
     getLogger().info(config)
     dataset, train_data, valid_data, test_data, model = _build(config)
     model.load_state_dict(checkpoint["state_dict"])

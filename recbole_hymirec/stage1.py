@@ -24,16 +24,17 @@ def build_parser():
 
 def run_stage1(dataset, config_file_list=None, config_dict=None):
     """Stage-1 stats dict for ``dataset`` (the HyMiRec config hierarchy applies)."""
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
     from recbole_hymirec.config import Config
     from recbole_hymirec.model.item_codes import build_item_codes
+    from recbole_hymirec.quick_start import init_run_logger
     from recbole_hymirec.utils import create_dataset
 
     config = Config(model=MODEL, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_run_logger(config)
     dataset = create_dataset(config)
     if config["encoder_finetune_epochs"]:
         dataset = dataset.build()[0]  # fine-tuning reads the training split's sequences

@@ -158,3 +158,28 @@ def test_resume_from_a_missing_checkpoint_is_a_clear_error(tiny_data_path, tmp_p
     with pytest.raises(ConfigError, match=r"checkpoint '.*nope\.pth' does not exist"):
         run_recbole_hymirec("SASRec", "tiny", config_dict=dict(
             TINY_RUN, data_path=tiny_data_path, resume=str(tmp_path / "nope.pth")))
+
+
+def racing_ensure_dir(path):
+    """RecBole's check-then-makedirs with another process creating ``path`` in between."""
+    if not os.path.exists(path):
+        os.makedirs(path)  # the other process
+        os.makedirs(path)  # this one: FileExistsError, as RecBole's ensure_dir hits it
+
+
+def test_two_runs_starting_at_once_in_a_fresh_folder_do_not_race_on_log_and_saved(
+        tiny_data_path, monkeypatch):
+    import recbole.utils.logger
+    from recbole.utils import init_logger
+
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.quick_start import init_run_logger
+
+    monkeypatch.setattr(recbole.utils.logger, "ensure_dir", racing_ensure_dir)
+    config = Config(model="SASRec", dataset="tiny",
+                    config_dict=dict(TINY_RUN, data_path=tiny_data_path, checkpoint_dir="fresh"))
+    with pytest.raises(FileExistsError):
+        init_logger(config)  # RecBole's own logger set-up loses the race
+    os.rmdir("log")  # back to a fresh folder
+    init_run_logger(config)
+    assert os.path.isdir(os.path.join("log", "SASRec")) and os.path.isdir("fresh")
