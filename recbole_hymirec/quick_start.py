@@ -13,7 +13,7 @@ import torch.distributed as dist
 import yaml
 from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
-from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
+from recbole.utils import get_environment, get_flops, init_logger, set_color
 
 from recbole_hymirec.compat import apply_trainer_fixes
 from recbole_hymirec.config import Config
@@ -21,6 +21,7 @@ from recbole_hymirec.data.seen_items import mask_seen_items
 from recbole_hymirec.distributed import barrier, from_rank_zero
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import attach_metric_data
+from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
 

@@ -24,10 +24,9 @@ def build_parser():
 
 def run_stage1(dataset, config_file_list=None, config_dict=None):
     """Stage-1 stats dict for ``dataset`` (the HyMiRec config hierarchy applies)."""
-    from recbole.utils import init_seed
-
     from recbole_hymirec.config import Config
     from recbole_hymirec.model.item_codes import build_item_codes
+    from recbole_hymirec.model.random_state import init_seed
     from recbole_hymirec.quick_start import init_run_logger
     from recbole_hymirec.utils import create_dataset
 

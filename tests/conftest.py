@@ -21,7 +21,8 @@ def _in_tmp_workdir(tmp_path, monkeypatch):
     return workdir
 
 
-def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0, interleaved=False):
+def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0, interleaved=False,
+                       min_len=8, max_len=16):
     """RecBole atomic files ``root/name/name.{inter,item}`` in ml-100k's column layout.
 
     Each user walks through one genre's items in order, so sequences have structure a
@@ -41,7 +42,7 @@ def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, seed=0, interl
         f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
         for user in range(1, n_users + 1):
             start = rng.randrange(n_items)
-            length = rng.randint(8, 16)
+            length = rng.randint(min_len, max_len)
             for step in range(length):
                 item = (start + step * len(GENRES)) % n_items + 1
                 time = step * 1000 + user if interleaved else user * 1000 + step

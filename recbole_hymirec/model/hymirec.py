@@ -39,7 +39,6 @@ before_window`` (the lightweight branch reads the history before the LLM's windo
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import init_seed
 from torch import nn
 
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, training_item_counts
@@ -50,6 +49,7 @@ from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk,
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
 from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm
+from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
 
 
