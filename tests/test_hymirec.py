@@ -178,12 +178,12 @@ def test_cold_items_get_content_embeddings_and_can_be_ranked(tmp_path):
 
 
 def test_tuned_property_file_holds_model_and_learner_keys_and_trains(assets):
-    """properties/hymirec_tuned.yaml (the best configuration on ml-100k) is a valid HyMiRec
-    configuration: every key is HyMiRec's or RecBole's learner's, and a run takes them all."""
+    """properties/presets/hymirec_tuned.yaml (the best configuration on ml-100k) is a valid
+    HyMiRec configuration: every key is HyMiRec's or RecBole's, and a run takes them all."""
     import recbole
     import yaml
 
-    tuned_file = os.path.join(REPO_ROOT, "properties", "hymirec_tuned.yaml")
+    tuned_file = os.path.join(REPO_ROOT, "properties", "presets", "hymirec_tuned.yaml")
     with open(tuned_file) as f:
         tuned = yaml.safe_load(f)
     with open(os.path.join(REPO_ROOT, "properties", "model", "HyMiRec.yaml")) as f:
