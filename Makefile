@@ -23,10 +23,12 @@ $(STAMP): setup.py
 test: install
 	$(PYTHON) -m pytest -q tests
 
-# HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side.
+# HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side: the protocol,
+# then the baselines' preset, then HyMiRec's own preset (the last preset sets its whole budget).
 demo: install
 	$(PYTHON) -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec --force --out saved/demo \
-		--config_files properties/demo_cpu.yaml --model_config HyMiRec=properties/hymirec_cpu.yaml
+		--config_files "properties/benchmark/demo.yaml properties/presets/demo_cpu.yaml" \
+		--model_config HyMiRec=properties/presets/hymirec_cpu.yaml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info log log_tensorboard saved

@@ -11,7 +11,7 @@ on CUDA too (``device`` names it):
   codes vs fp32 embeddings); training rows/s; peak memory.
 * ``embed`` -- content-LLM embedding throughput (items/s).
 
-On a CPU pass ``--config_files properties/hymirec_cpu.yaml`` (the 4-layer refiner).
+On a CPU pass ``--config_files properties/presets/hymirec_cpu.yaml`` (the 4-layer refiner).
 """
 import argparse
 import resource

@@ -2,7 +2,9 @@
 
 Precedence, lowest first: RecBole's internal files < the plugin's ``properties/overall.yaml``,
 ``properties/model/<Model>.yaml`` and ``properties/dataset/<dataset>.yaml`` <
-``config_file_list`` < ``config_dict`` < command line ``--key=value``.
+``config_file_list`` < ``config_dict`` < command line ``--key=value``. In
+``config_file_list`` a later file wins: a protocol (``properties/benchmark/``) first, a budget
+preset (``properties/presets/``) last (presets.py).
 """
 import os
 from logging import getLogger

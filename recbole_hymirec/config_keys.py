@@ -6,7 +6,7 @@ after it reports a configuration that never ran. A key is known when a file that
 loads by itself defines it: RecBole's and this plugin's ``overall.yaml``, every model's and
 every dataset's file (so a key of another model passes), RecBole's quick-start files; or when
 RecBole reads it without any such file defining it (the list below). The files users stack
-with ``--config_files`` (``properties/benchmark/``, ``hymirec_cpu.yaml``, ...) define
+with ``--config_files`` (``properties/benchmark/``, ``properties/presets/``) define
 nothing: their own keys are checked like any user file's.
 """
 import difflib

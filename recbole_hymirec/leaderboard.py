@@ -1,11 +1,16 @@
 """Several models, one protocol, one table.
 
     python -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec \
-        [--config_files "protocol.yaml"] [--model_config HyMiRec=hymirec_cpu.yaml ...] [--key=value ...]
+        [--config_files "protocol.yaml baselines_preset.yaml"] \
+        [--model_config HyMiRec=hymirec_preset.yaml ...] [--key=value ...]
 
 Each model runs in its own process through ``run_recbole_hymirec.py`` with the shared
-config files (the protocol), then its own files from ``--model_config``, then the
-``--key=value`` overrides. One failure does not stop the others: its row says why.
+config files, then its own files from ``--model_config`` (repeated ``--model_config`` of one
+model add files in the order given), then the ``--key=value`` overrides; a later file wins.
+The shared files are a protocol (``properties/benchmark/``) and the baselines' preset
+(``properties/presets/``); a model's own preset comes last and sets every budget key again,
+so protocol -> shared preset -> the model's preset, the last preset winning (presets.py).
+One failure does not stop the others: its row says why.
 The table gives test metrics and wall time per model.
 
 A model entry may carry its own overrides, for ablations: ``-m "HyMiRec,HyMiRec(n_interests=1)"``
@@ -35,6 +40,7 @@ import threading
 import time
 
 from recbole_hymirec.cli import split_overrides
+from recbole_hymirec.presets import last_preset, missing_budget_keys
 from recbole_hymirec.seed_summary import row_seed, seed_groups
 
 REPO_CLI = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -158,6 +164,25 @@ def _cli_path():
     """The CLI relative to the working directory when it is inside it (portable commands)."""
     relative = os.path.relpath(REPO_CLI)
     return REPO_CLI if relative.startswith("..") else relative
+
+
+def model_stack(shared, per_model, model):
+    """The config files of ``model``'s command, in load order (a later file wins): the
+    shared files, then the model's own ``--model_config`` files."""
+    return list(shared) + list(per_model.get(model, []))
+
+
+def budget_warning(model, files):
+    """A warning when a stack holds presets but its last one leaves some of ``model``'s
+    budget keys unset (they would come from an earlier preset or the defaults), else None."""
+    if last_preset(files) is None:
+        return None
+    missing = missing_budget_keys(model, files)
+    if not missing:
+        return None
+    return (f"warning: {model}'s last preset {last_preset(files)} sets no {', '.join(missing)}: "
+            "those come from an earlier file or the model's defaults. Fix: --model_config "
+            f"{model}=PRESET with a preset that sets every budget key of {model}")
 
 
 def build_command(model, dataset, config_files, overrides):
@@ -512,7 +537,11 @@ def main(argv=None):
     rows = []
     for name in entries_per_seed(split_model_list(args.models), seeds):
         model, own_overrides = parse_entry(name)
-        command = build_command(model, args.dataset, shared + per_model.get(model, []),
+        files = model_stack(shared, per_model, model)
+        warning = budget_warning(model, files)
+        if warning:
+            print(warning, file=sys.stderr)
+        command = build_command(model, args.dataset, files,
                                 merge_overrides(overrides, own_overrides))
         old = kept.get(name)
         if old and old.get("status") == "ok" and not args.force:

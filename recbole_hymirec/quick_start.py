@@ -22,6 +22,7 @@ from recbole_hymirec.distributed import barrier, from_rank_zero
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import attach_metric_data
 from recbole_hymirec.model.random_state import init_seed
+from recbole_hymirec.presets import budget_keys
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
 
@@ -62,8 +63,6 @@ def _build(config):
     return dataset, train_data, valid_data, test_data, model
 
 
-# Budget keys shown with every model's hyper-parameters (they live in the shared files).
-BUDGET_KEYS = ("epochs", "train_batch_size", "learning_rate", "MAX_ITEM_LIST_LENGTH", "stopping_step")
 
 
 def dataset_statistics(dataset):
@@ -90,8 +89,9 @@ def _json_value(value):
 
 
 def hyper_parameters(config):
-    """Final values of the model's own keys (its property files) and of the budget keys."""
-    keys = set(BUDGET_KEYS)
+    """Final values of the model's own keys (its property files) and of its budget keys
+    (presets.py)."""
+    keys = set(budget_keys(config["model"]))
     for path in model_property_files(config["model"]):
         with open(path) as f:
             keys |= set(yaml.safe_load(f) or {})

@@ -119,12 +119,13 @@ def test_every_key_the_plugin_reads_is_in_a_property_file_or_derived():
 STACKED_FILES = sorted(
     [p for p in glob.glob(os.path.join(REPO_ROOT, "properties", "*.yaml"))
      if os.path.basename(p) != "overall.yaml"]  # overall.yaml is loaded by Config itself
-    + glob.glob(os.path.join(REPO_ROOT, "properties", "benchmark", "*.yaml")))
+    + glob.glob(os.path.join(REPO_ROOT, "properties", "benchmark", "*.yaml"))
+    + glob.glob(os.path.join(REPO_ROOT, "properties", "presets", "*.yaml")))
 
 
 @pytest.mark.parametrize("path", STACKED_FILES, ids=lambda p: os.path.relpath(p, REPO_ROOT))
 def test_files_users_stack_set_only_known_keys(path):
-    """benchmark/, hymirec_cpu.yaml, hymirec_tuned.yaml, ...: files passed with --config_files
+    """benchmark/, presets/: files passed with --config_files or --model_config
     define no key themselves, so a typo in one would be refused at run time; catch it here."""
     with open(path, encoding="utf-8") as f:
         keys = set(yaml.safe_load(f))

@@ -178,12 +178,15 @@ def test_cold_items_get_content_embeddings_and_can_be_ranked(tmp_path):
 
 
 def test_tuned_property_file_holds_model_and_learner_keys_and_trains(assets):
-    """properties/hymirec_tuned.yaml (the best configuration on ml-100k) is a valid HyMiRec
-    configuration: every key is HyMiRec's or RecBole's learner's, and a run takes them all."""
+    """properties/presets/hymirec_tuned.yaml (the best configuration on ml-100k) is a valid
+    HyMiRec configuration: every key is HyMiRec's or RecBole's, and a run takes every model
+    key that is no budget key (the tiny run sets its own budget)."""
     import recbole
     import yaml
 
-    tuned_file = os.path.join(REPO_ROOT, "properties", "hymirec_tuned.yaml")
+    from recbole_hymirec.presets import budget_keys
+
+    tuned_file = os.path.join(REPO_ROOT, "properties", "presets", "hymirec_tuned.yaml")
     with open(tuned_file) as f:
         tuned = yaml.safe_load(f)
     with open(os.path.join(REPO_ROOT, "properties", "model", "HyMiRec.yaml")) as f:
@@ -193,8 +196,10 @@ def test_tuned_property_file_holds_model_and_learner_keys_and_trains(assets):
     assert set(tuned) <= model_keys | recbole_keys
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
+    settings = tiny_hymirec_settings(data_path, llm_path, llm_num_layers=None, train_stride=1)
     result = run_recbole_hymirec("HyMiRec", "tiny", config_file_list=[tuned_file],
-                                 config_dict=tiny_hymirec_settings(data_path, llm_path))
+                                 config_dict=settings)
     assert set(result["test_result"]) == EXPECTED_KEYS
-    taken = {key: result["hyper_parameters"][key] for key in tuned if key in model_keys}
-    assert taken == {key: value for key, value in tuned.items() if key in model_keys}
+    kept = model_keys - set(budget_keys("HyMiRec"))
+    taken = {key: result["hyper_parameters"][key] for key in tuned if key in kept}
+    assert taken == {key: value for key, value in tuned.items() if key in kept}

@@ -10,7 +10,8 @@ PROBE = (
     "import recbole_hymirec, recbole_hymirec.config as c, os;"
     "print(recbole_hymirec.__file__); print(c.properties_dir());"
     "print(all(os.path.isfile(os.path.join(c.properties_dir(), f))"
-    " for f in ('overall.yaml', 'dataset/ml-100k.yaml', 'model/HyMiRec.yaml')))"
+    " for f in ('overall.yaml', 'dataset/ml-100k.yaml', 'model/HyMiRec.yaml',"
+    " 'benchmark/ml-100k.yaml', 'presets/hymirec_cpu.yaml')))"
 )
 
 
