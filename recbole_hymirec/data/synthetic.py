@@ -168,7 +168,8 @@ def user_sequence(spec, rng):
 
 
 def generate(spec, seed):
-    """``{"items": [(token, title, topic)], "users": [(token, planted, item tokens, times)]}``."""
+    """``{"items": [(token, title, topic)], "users": [(token, planted topics, item tokens,
+    timestamps, ratings)]}``."""
     spec.check()
     rng = random.Random(seed)
     items = [(item_token(spec, t, r), item_title(t, r), t)
