@@ -17,8 +17,15 @@ Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``I
 * ``distinct_topk_items``: distinct items in the rows' top-k lists;
 * ``seen_share_topk``: the share of those top-k slots that hold an item the user has already
   interacted with (the model's own ranking, before any ``mask_seen_items`` of the protocol).
+
+On a dataset with planted interests (``<dataset>.interests`` beside the atomic files, written by
+``recbole_hymirec.data.synthetic``), ``planted`` tells which planted topic each interest follows,
+from the topics of the top-k items each interest retrieves on its own (see
+``planted_topic_report``).
 """
 import argparse
+import json
+import os
 import sys
 
 import torch
@@ -95,11 +102,111 @@ def interest_report(model, batch, k):
             f"seen_share_top{k}": seen_share(model, batch, top)}
 
 
+def per_interest_topk(model, interests, k):
+    """The top-``k`` item ids each interest retrieves on its own ``[B, K, k]`` (the model's
+    logits ``scale * cos + bias``; padding item 0 never retrieved)."""
+    items = model.item_embeddings()  # [n_items, d]
+    if model.dmil.normalize:
+        interests, items = normalize(interests, dim=-1), normalize(items, dim=-1)
+    scores = interests @ items.T  # [B, K, n_items]
+    if model.item_bias is not None:
+        scores = model.dmil.logit_scale() * scores + model.item_bias
+    return scores[..., 1:].topk(k, dim=-1).indices + 1  # [B, K, k]
+
+
+def planted_topic_tables(planted, item_tokens, user_tokens):
+    """Item topics ``[n_items]`` (-1 = padding or no topic) and planted topics per user
+    ``[n_users, T]`` (bool) in RecBole's internal ids, from a ``<dataset>.interests`` dict."""
+    index = {topic: t for t, topic in enumerate(planted["topics"])}
+    item_topic = torch.tensor([index.get(planted["item_topic"].get(str(token)), -1)
+                               for token in item_tokens])  # [n_items]
+    user_planted = torch.zeros(len(user_tokens), len(index), dtype=torch.bool)  # [n_users, T]
+    for user, token in enumerate(user_tokens):
+        for topic in planted["user_topics"].get(str(token), []):
+            user_planted[user, index[topic]] = True
+    return item_topic, user_planted
+
+
+def dominant_topics(topics):
+    """The most frequent topic of each top-k list and its share ``([B, K], [B, K])``."""
+    n_topics = int(topics.max()) + 2  # -1 (no topic) shifted to bin 0
+    counts = torch.nn.functional.one_hot(topics + 1, n_topics).sum(2)  # [B, K, T + 1]
+    counts[..., 0] = 0  # an item without a topic never makes the dominant topic
+    share, dominant = counts.max(-1)  # [B, K], [B, K]
+    return dominant - 1, share.float() / topics.shape[-1]
+
+
+def planted_topic_report(top, targets, item_topic, user_planted):
+    """Which planted topic each interest follows.
+
+    Args:
+        top: item ids each interest retrieves on its own ``[B, K, k]``.
+        targets: the rows' target item ids ``[B]``.
+        item_topic: topic index per item id ``[n_items]`` (-1 = none).
+        user_planted: the rows' planted topics ``[B, T]`` (bool).
+
+    Returns a dict: ``planted_share_topk`` (share of the per-interest top-k slots in one of the
+    user's planted topics) against ``chance_planted_share`` (planted topics / all topics);
+    ``interest_purity`` (mean share of an interest's top-k in its dominant topic);
+    ``interests_on_planted`` (share of interests whose dominant topic is planted);
+    ``mean_planted_covered`` and ``users_covering_2plus_planted`` (distinct planted topics among
+    a user's K dominant topics: mean, share of users with >= 2); ``target_topic_covered``
+    (share of rows whose target's topic is some interest's dominant topic); and, per interest,
+    ``interest_topic_concentration``: the share of users for whom it follows its most common
+    topic (near 1 = the interest ignores the user).
+    """
+    topics = item_topic[top]  # [B, K, k]
+    slot_planted = user_planted.gather(1, topics.clamp(min=0).flatten(1)).view_as(topics) \
+        & (topics >= 0)  # [B, K, k]
+    dominant, purity = dominant_topics(topics)  # [B, K], [B, K]
+    on_planted = user_planted.gather(1, dominant.clamp(min=0)) & (dominant >= 0)  # [B, K]
+    n_topics = user_planted.shape[1]
+    covered = (torch.nn.functional.one_hot(dominant.clamp(min=0), n_topics).bool()
+               & on_planted.unsqueeze(2)).any(1)  # [B, T]: planted topics some interest follows
+    covered_counts = covered.sum(1)  # [B]
+    target_topic = item_topic[targets]  # [B]
+    target_covered = ((dominant == target_topic.unsqueeze(1)) & (target_topic >= 0).unsqueeze(1)).any(1)
+    concentration = [round(torch.bincount(dominant[:, h].clamp(min=0), minlength=n_topics)
+                           .max().item() / len(dominant), 4) for h in range(dominant.shape[1])]
+    k = top.shape[-1]
+    return {f"planted_share_top{k}": round(slot_planted.float().mean().item(), 4),
+            "chance_planted_share": round(user_planted.float().mean().item(), 4),
+            "interest_purity": round(purity.mean().item(), 4),
+            "interests_on_planted": round(on_planted.float().mean().item(), 4),
+            "mean_planted_covered": round(covered_counts.float().mean().item(), 4),
+            "users_covering_2plus_planted": round((covered_counts >= 2).float().mean().item(), 4),
+            "target_topic_covered": round(target_covered.float().mean().item(), 4),
+            "interest_topic_concentration": concentration}
+
+
+def planted_file(config):
+    """``<data_path>/<dataset>.interests`` if the dataset ships one, else None."""
+    path = os.path.join(config["data_path"], f"{config['dataset']}.interests")
+    return path if os.path.isfile(path) else None
+
+
+def planted_report_of(model, dataset, batch, k, path):
+    with open(path, encoding="utf-8") as f:
+        planted = json.load(f)
+    item_topic, user_planted = planted_topic_tables(
+        planted, dataset.field2id_token[dataset.iid_field], dataset.field2id_token[dataset.uid_field])
+    model.eval()
+    with torch.no_grad():
+        top = per_interest_topk(model, model.forward(batch)[0], k).cpu()  # [B, K, k]
+    return planted_topic_report(top, batch[model.ITEM_ID].cpu(), item_topic,
+                                user_planted[batch[model.USER_ID].cpu()])
+
+
 def checkpoint_report(args, _config_files=None):
     from recbole_hymirec.quick_start import load_data_and_model
 
-    config, model, _, _, valid_data, _ = load_data_and_model(args.checkpoint)
-    return interest_report(model, first_valid_rows(valid_data, args.rows, config["device"]), args.k)
+    config, model, dataset, _, valid_data, _ = load_data_and_model(args.checkpoint)
+    batch = first_valid_rows(valid_data, args.rows, config["device"])
+    report = interest_report(model, batch, args.k)
+    path = planted_file(config)
+    if path is not None:
+        report["planted"] = planted_report_of(model, dataset, batch, args.k, path)
+    return report
 
 
 def first_valid_rows(valid_data, n, device):

@@ -1,0 +1,294 @@
+"""A seeded synthetic dataset whose users hold several long-term interests.
+
+    python -m recbole_hymirec.data.synthetic --out FOLDER [--name synth-mi] [--users 600] [--seed 2020]
+
+writes RecBole atomic files ``FOLDER/NAME/NAME.{inter,item}`` and ``NAME.interests`` (the
+planted topics of every user, JSON), then prints one line ``SYNTHETIC {json}`` of statistics.
+Run a model on it with ``-d NAME --data_path=FOLDER``.
+
+The process, per user (see ``SyntheticSpec`` for the sizes):
+
+* items belong to ``n_topics`` topics; an item's title and ``class`` carry its topic's words,
+  so a content encoder separates the topics; within a topic, items form an ordered series
+  whose first items are the popular ones;
+* a user holds ``interests_per_user`` planted topics and lives through ``cycles`` cycles;
+  a cycle is one long *block* in one planted topic (``block_length`` items, at least 50)
+  followed by one *return* item from each of the user's other planted topics, the topic
+  visited longest ago first; the next block is in another planted topic;
+* inside a topic a user walks its series forward from where they left it (mostly one step,
+  sometimes two, now and then a jump to a popular item); a return resumes the series right
+  after the user's last item of that topic.
+
+The sequence ends with the last cycle's returns, so under leave-one-out the valid and the
+test items are returns: the last 50 items before either are (nearly) all the final block's
+topic, so a model that reads only a recent window of <= 50 items cannot tell which of the
+user's topics comes back, or where in its series, while the long history holds both.
+Same ``SyntheticSpec`` and seed give byte-identical files (pure Python ``random``).
+"""
+import argparse
+import json
+import os
+import random
+import sys
+from itertools import accumulate
+from dataclasses import asdict, dataclass
+
+# Topic name -> words its item titles are made of (the content encoder reads them).
+TOPIC_VOCABULARY = (
+    ("jazz", ("jazz", "saxophone", "swing", "bebop", "trumpet")),
+    ("cooking", ("recipe", "kitchen", "baking", "pasta", "spices")),
+    ("football", ("football", "goal", "striker", "league", "stadium")),
+    ("astronomy", ("galaxy", "telescope", "planet", "comet", "nebula")),
+    ("gardening", ("garden", "roses", "compost", "seeds", "orchard")),
+    ("horror", ("haunted", "ghost", "vampire", "zombie", "nightmare")),
+    ("finance", ("stocks", "budget", "investing", "banking", "savings")),
+    ("travel", ("journey", "island", "passport", "backpacking", "voyage")),
+    ("chess", ("chess", "checkmate", "gambit", "bishop", "endgame")),
+    ("fitness", ("workout", "yoga", "running", "muscle", "cardio")),
+    ("painting", ("canvas", "watercolor", "portrait", "brush", "easel")),
+    ("robotics", ("robot", "servo", "sensor", "android", "automation")),
+)
+SERIES_WORDS = ("volume", "episode", "chapter", "edition", "issue", "part")
+FIRST_TIMESTAMP = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Sizes and probabilities of the generator (defaults: ~600 users x ~150 items)."""
+
+    n_users: int = 600
+    n_topics: int = 10
+    items_per_topic: int = 48
+    interests_per_user: tuple = (3, 4)  # planted topics per user, inclusive range; >= 3 makes
+    # both the valid and the test item returns
+    cycles: tuple = (2, 3)  # (block + returns) cycles per user, inclusive range
+    block_length: tuple = (50, 62)  # items of one block, inclusive range; >= 50 hides the
+    # other topics from a 50-item recent window at the final targets
+    skip_probability: float = 0.15  # a series step skips one item
+    jump_probability: float = 0.10  # a series step jumps to a popular item of the topic
+    popularity_exponent: float = 1.0  # Zipf exponent over an item's rank in its series
+
+    def check(self):
+        if not 1 <= self.n_topics:
+            raise ValueError(f"n_topics={self.n_topics} must be >= 1")
+        low, high = self.interests_per_user
+        if not 3 <= low <= high <= self.n_topics:
+            raise ValueError(f"interests_per_user={self.interests_per_user} must satisfy "
+                             f"3 <= low <= high <= n_topics={self.n_topics}")
+        # two cycles at least: the first one visits every planted topic, so the final
+        # returns come back to topics of the long history
+        for name, least in (("cycles", 2), ("block_length", 1)):
+            first, last = getattr(self, name)
+            if not least <= first <= last:
+                raise ValueError(f"{name}={getattr(self, name)} must satisfy "
+                                 f"{least} <= low <= high")
+        if self.items_per_topic < 2:
+            raise ValueError(f"items_per_topic={self.items_per_topic} must be >= 2")
+
+    @property
+    def n_items(self):
+        return self.n_topics * self.items_per_topic
+
+
+def topic_names(n_topics):
+    """The first ``n_topics`` vocabulary topics, then ``topic13``, ``topic14``, ..."""
+    named = [name for name, _ in TOPIC_VOCABULARY[:n_topics]]
+    return named + [f"topic{t + 1}" for t in range(len(named), n_topics)]
+
+
+def topic_words(topic):
+    if topic < len(TOPIC_VOCABULARY):
+        return TOPIC_VOCABULARY[topic][1]
+    return (f"topic{topic + 1}",)
+
+
+def item_token(spec, topic, rank):
+    """Item ids are 1-based and grouped by topic: topic t holds ``t * P + 1 .. (t + 1) * P``."""
+    return topic * spec.items_per_topic + rank + 1
+
+
+def item_title(topic, rank):
+    """Two topic words, a series word and the rank, e.g. ``saxophone swing volume 3``."""
+    words = topic_words(topic)
+    first = words[rank % len(words)]
+    second = words[(rank // len(words) + 1 + rank) % len(words)]
+    return f"{first} {second} {SERIES_WORDS[topic % len(SERIES_WORDS)]} {rank + 1}"
+
+
+class UserWalk:
+    """One user's position in each topic's series and when each topic was last visited."""
+
+    def __init__(self, spec, rng, topics):
+        self.spec, self.rng, self.topics = spec, rng, topics
+        self.cursor = {}  # topic -> rank of the user's last item in it
+        # never visited = least recent, in the user's own order (planted order)
+        self.last_visit = {t: -1 - i for i, t in enumerate(reversed(topics))}
+        self.items = []
+        self.popularity = [1.0 / (r + 1) ** spec.popularity_exponent
+                           for r in range(spec.items_per_topic)]
+
+    def popular_rank(self):
+        return self.rng.choices(range(self.spec.items_per_topic), weights=self.popularity)[0]
+
+    def next_rank(self, topic):
+        """Resume after the last item of ``topic``; a first visit starts at a popular item."""
+        if topic not in self.cursor:
+            return self.popular_rank()
+        draw = self.rng.random()
+        if draw < self.spec.jump_probability:
+            return self.popular_rank()
+        step = 2 if draw < self.spec.jump_probability + self.spec.skip_probability else 1
+        return (self.cursor[topic] + step) % self.spec.items_per_topic
+
+    def visit(self, topic):
+        rank = self.next_rank(topic)
+        self.cursor[topic] = rank
+        self.last_visit[topic] = len(self.items)
+        self.items.append(item_token(self.spec, topic, rank))
+
+    def least_recent_first(self, exclude):
+        """The planted topics other than ``exclude``, the one visited longest ago first."""
+        others = [t for t in self.topics if t != exclude]
+        return sorted(others, key=lambda t: self.last_visit[t])
+
+
+def user_sequence(spec, rng):
+    """(planted topics, item tokens in time order) of one user."""
+    planted = rng.sample(range(spec.n_topics), rng.randint(*spec.interests_per_user))
+    walk = UserWalk(spec, rng, planted)
+    block_topic = planted[0]
+    n_cycles = rng.randint(*spec.cycles)
+    for _ in range(n_cycles):
+        for _ in range(rng.randint(*spec.block_length)):
+            walk.visit(block_topic)
+        for topic in walk.least_recent_first(block_topic):
+            walk.visit(topic)
+        block_topic = rng.choice([t for t in planted if t != block_topic])
+    return planted, walk.items
+
+
+def generate(spec, seed):
+    """``{"items": [(token, title, topic)], "users": [(token, planted topics, item tokens,
+    timestamps, ratings)]}``."""
+    spec.check()
+    rng = random.Random(seed)
+    items = [(item_token(spec, t, r), item_title(t, r), t)
+             for t in range(spec.n_topics) for r in range(spec.items_per_topic)]
+    users = []
+    for user in range(1, spec.n_users + 1):
+        planted, sequence = user_sequence(spec, rng)
+        start = FIRST_TIMESTAMP + rng.randrange(86_400)
+        times = list(accumulate(rng.randint(60, 3_600) for _ in sequence))  # strictly increasing
+        times = [start + t for t in times]
+        ratings = [rng.randint(3, 5) for _ in sequence]
+        users.append((user, planted, sequence, times, ratings))
+    return {"items": items, "users": users}
+
+
+def _write_text(path, lines):
+    """Write through a temp file, then rename: a reader never sees half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+
+
+def write_dataset(out, name="synth-mi", spec=SyntheticSpec(), seed=2020):
+    """Write ``out/name/name.{inter,item,interests}``; returns the dataset folder."""
+    data = generate(spec, seed)
+    names = topic_names(spec.n_topics)
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    _write_text(os.path.join(folder, f"{name}.item"),
+                ["item_id:token\ttitle:token_seq\tclass:token_seq"]
+                + [f"{token}\t{title}\t{names[topic]}" for token, title, topic in data["items"]])
+    _write_text(os.path.join(folder, f"{name}.inter"),
+                ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+                + [f"{user}\t{item}\t{rating}\t{time}"
+                   for user, _, sequence, times, ratings in data["users"]
+                   for item, time, rating in zip(sequence, times, ratings)])
+    planted = {"seed": seed, "spec": asdict(spec), "topics": names,
+               "item_topic": {str(token): names[topic] for token, _, topic in data["items"]},
+               "user_topics": {str(user): [names[t] for t in topics]
+                               for user, topics, _, _, _ in data["users"]}}
+    _write_text(os.path.join(folder, f"{name}.interests"),
+                [json.dumps(planted, sort_keys=True)])
+    return folder
+
+
+def read_planted(folder, name):
+    """The ``name.interests`` side file: ``{"topics", "item_topic", "user_topics", ...}``."""
+    with open(os.path.join(folder, f"{name}.interests"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_sequences(folder, name):
+    """user token -> item tokens in time order, read from ``name.inter``."""
+    rows = {}
+    with open(os.path.join(folder, f"{name}.inter"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            user, item, _, time = line.rstrip("\n").split("\t")
+            rows.setdefault(user, []).append((float(time), item))
+    return {user: [item for _, item in sorted(seq)] for user, seq in rows.items()}
+
+
+def hidden_return_share(sequences, item_topic, window, from_end=1):
+    """Share of users whose target (the ``from_end``-th item from the end: 1 = test, 2 = valid)
+    has a topic absent from the ``window`` items before it but present earlier in the history:
+    the targets a recent window of that size cannot explain."""
+    hidden = 0
+    for items in sequences.values():
+        target = len(items) - from_end
+        topics = [item_topic[i] for i in items[:target]]
+        topic = item_topic[items[target]]
+        hidden += topic not in topics[-window:] and topic in topics[:-window]
+    return hidden / len(sequences)
+
+
+def statistics(folder, name):
+    """Sizes and the share of valid/test targets hidden from 10- and 50-item windows."""
+    planted = read_planted(folder, name)
+    sequences = read_sequences(folder, name)
+    lengths = sorted(len(s) for s in sequences.values())
+    item_topic = planted["item_topic"]
+    stats = {"users": len(sequences), "items": len(item_topic),
+             "interactions": sum(lengths), "history_min": lengths[0],
+             "history_median": lengths[len(lengths) // 2], "history_max": lengths[-1]}
+    for split, from_end in (("test", 1), ("valid", 2)):
+        for window in (10, 50):
+            stats[f"{split}_hidden_from_last_{window}"] = round(
+                hidden_return_share(sequences, item_topic, window, from_end), 4)
+    return stats
+
+
+def build_parser():
+    defaults = SyntheticSpec()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder that receives NAME/ (the data_path)")
+    parser.add_argument("--name", default="synth-mi", help="dataset name (default: synth-mi)")
+    parser.add_argument("--users", type=int, default=defaults.n_users,
+                        help=f"number of users (default: {defaults.n_users})")
+    parser.add_argument("--topics", type=int, default=defaults.n_topics,
+                        help=f"number of topics (default: {defaults.n_topics})")
+    parser.add_argument("--items_per_topic", type=int, default=defaults.items_per_topic,
+                        help=f"items per topic (default: {defaults.items_per_topic})")
+    parser.add_argument("--seed", type=int, default=2020, help="random seed (default: 2020)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    spec = SyntheticSpec(n_users=args.users, n_topics=args.topics,
+                         items_per_topic=args.items_per_topic)
+    try:
+        folder = write_dataset(args.out, args.name, spec, args.seed)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("SYNTHETIC " + json.dumps({"folder": folder, **statistics(folder, args.name)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

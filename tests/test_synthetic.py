@@ -1,0 +1,177 @@
+"""The synthetic multi-interest dataset: seeded files, RecBole loading, the planted structure,
+a tiny HyMiRec run on it, and the interest report's planted-topic part."""
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import tiny_hymirec_settings
+from recbole_hymirec import interest_report
+from recbole_hymirec.config import Config
+from recbole_hymirec.data import synthetic
+from recbole_hymirec.data.synthetic import SyntheticSpec, write_dataset
+from recbole_hymirec.quick_start import run_recbole_hymirec
+from recbole_hymirec.utils import create_dataset
+
+NAME = "synth-mi"
+SMALL = SyntheticSpec(n_users=120)  # default topics, items and block lengths
+TINY = SyntheticSpec(n_users=24, n_topics=4, items_per_topic=8, cycles=(2, 2), block_length=(4, 5))
+
+
+def _files(folder):
+    return {suffix: open(os.path.join(folder, f"{NAME}.{suffix}"), "rb").read()
+            for suffix in ("inter", "item", "interests")}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """``(data_path, folder)`` of a 120-user dataset with the default sizes."""
+    root = str(tmp_path_factory.mktemp("synth"))
+    return root, write_dataset(root, NAME, SMALL, seed=7)
+
+
+def test_same_seed_same_bytes_other_seed_other_files(small, tmp_path):
+    _, folder = small
+    again = write_dataset(str(tmp_path / "again"), NAME, SMALL, seed=7)
+    other = write_dataset(str(tmp_path / "other"), NAME, SMALL, seed=8)
+    assert _files(again) == _files(folder)
+    assert _files(other)["inter"] != _files(folder)["inter"]
+
+
+def test_timestamps_strictly_increase_per_user(small):
+    _, folder = small
+    last = {}
+    with open(os.path.join(folder, f"{NAME}.inter")) as f:
+        assert next(f).split() == ["user_id:token", "item_id:token", "rating:float",
+                                   "timestamp:float"]
+        for line in f:
+            user, _, _, time = line.split("\t")
+            assert float(time) > last.get(user, float("-inf"))
+            last[user] = float(time)
+    assert len(last) == SMALL.n_users
+
+
+def test_final_targets_return_to_a_long_history_topic(small):
+    _, folder = small
+    planted = synthetic.read_planted(folder, NAME)
+    sequences = synthetic.read_sequences(folder, NAME)
+    item_topic = planted["item_topic"]
+    lengths = [len(s) for s in sequences.values()]
+    assert 100 <= min(lengths) and max(lengths) <= 200
+    for from_end in (1, 2):  # test, valid: hidden from a 50-item window, present before it
+        assert synthetic.hidden_return_share(sequences, item_topic, 50, from_end) >= 0.9
+    for user, items in sequences.items():
+        topics = set(planted["user_topics"][user])
+        assert 3 <= len(topics) <= 4 and {item_topic[i] for i in items} == topics
+
+
+def test_items_follow_their_series_within_a_topic(small):
+    """Beyond the topic there is signal: a user's next item of a topic is mostly the one right
+    after their previous item of that topic (series order), returns included."""
+    _, folder = small
+    sequences = synthetic.read_sequences(folder, NAME)
+    per_topic = SMALL.items_per_topic
+    follows, returns_follow, returns = 0, 0, 0
+    for items in sequences.values():
+        last_of_topic = {}
+        ids = [int(i) - 1 for i in items]
+        for step, item in enumerate(ids):
+            topic, rank = divmod(item, per_topic)
+            if topic in last_of_topic:
+                follows_series = rank == (last_of_topic[topic] + 1) % per_topic
+                follows += follows_series
+                if step >= len(ids) - 2:
+                    returns += 1
+                    returns_follow += follows_series
+            last_of_topic[topic] = rank
+    assert follows / sum(len(s) - 4 for s in sequences.values()) > 0.6
+    assert returns_follow / returns > 0.6
+
+
+def test_titles_carry_the_topic_words(small):
+    _, folder = small
+    planted = synthetic.read_planted(folder, NAME)
+    with open(os.path.join(folder, f"{NAME}.item")) as f:
+        assert next(f).rstrip("\n").split("\t") == ["item_id:token", "title:token_seq",
+                                                    "class:token_seq"]
+        for line in f:
+            token, title, topic = line.rstrip("\n").split("\t")
+            assert topic == planted["item_topic"][token]
+            vocabulary = dict(synthetic.TOPIC_VOCABULARY)[topic]
+            assert title.split()[0] in vocabulary and title.split()[1] in vocabulary
+
+
+def test_loads_with_recbole(small):
+    data_path, _ = small
+    config = Config("SASRec", NAME, config_dict={"data_path": data_path, "show_progress": False})
+    assert config["item_text_fields"] == ["title", "class"]
+    dataset = create_dataset(config)
+    assert dataset.user_num - 1 == SMALL.n_users
+    assert dataset.item_num - 1 == SMALL.n_items
+    assert dataset.inter_num == sum(len(s) for s in
+                                    synthetic.read_sequences(os.path.join(data_path, NAME),
+                                                             NAME).values())
+
+
+def test_bad_sizes_are_one_line_and_exit_2(tmp_path, capsys):
+    assert synthetic.main(["--out", str(tmp_path), "--topics", "2"]) == 2
+    assert "interests_per_user" in capsys.readouterr().err
+
+
+def test_command_line_prints_statistics(tmp_path, capsys):
+    assert synthetic.main(["--out", str(tmp_path), "--users", "20", "--seed", "3"]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("SYNTHETIC ")][-1]
+    stats = json.loads(line[len("SYNTHETIC "):])
+    assert stats["users"] == 20 and stats["items"] == SyntheticSpec().n_items
+    assert stats["test_hidden_from_last_50"] >= 0.9
+    assert os.path.isfile(os.path.join(str(tmp_path), NAME, f"{NAME}.interests"))
+
+
+# --------------------------------------------------------------- the interest report's planted part
+
+def test_planted_report_reads_which_topic_each_interest_follows():
+    item_topic = torch.tensor([-1, 0, 0, 1, 1, 2, 2])  # item 0 = padding
+    top = torch.tensor([[[1, 2, 3], [3, 4, 1]],  # user 0: interest 0 on topic 0, interest 1 on 1
+                        [[5, 6, 3], [5, 6, 1]]])  # user 1: both interests on topic 2
+    user_planted = torch.tensor([[True, True, False], [False, True, True]])
+    report = interest_report.planted_topic_report(top, torch.tensor([3, 1]), item_topic,
+                                                  user_planted)
+    assert report["planted_share_top3"] == round(11 / 12, 4)  # user 1's item 1 is off-topic
+    assert report["chance_planted_share"] == round(4 / 6, 4)
+    assert report["interest_purity"] == round(2 / 3, 4)
+    assert report["interests_on_planted"] == 1.0
+    assert report["mean_planted_covered"] == 1.5
+    assert report["users_covering_2plus_planted"] == 0.5
+    assert report["target_topic_covered"] == 0.5  # user 0's target (topic 1) is followed
+    assert report["interest_topic_concentration"] == [0.5, 0.5]
+
+
+def test_planted_tables_map_tokens_to_internal_ids():
+    planted = {"topics": ["jazz", "chess"], "item_topic": {"10": "chess", "11": "jazz"},
+               "user_topics": {"u1": ["chess"]}}
+    item_topic, user_planted = interest_report.planted_topic_tables(
+        planted, ["[PAD]", "11", "10"], ["[PAD]", "u1"])
+    assert item_topic.tolist() == [-1, 0, 1]
+    assert user_planted.tolist() == [[False, False], [False, True]]
+
+
+def test_tiny_hymirec_run_and_planted_interest_report(tmp_path, capsys):
+    from tiny_llm import make_tiny_llm
+
+    data_path = str(tmp_path / "data")
+    write_dataset(data_path, NAME, TINY, seed=1)
+    make_tiny_llm(str(tmp_path / "llm"), arch="llama")
+    settings = tiny_hymirec_settings(
+        data_path, str(tmp_path / "llm"), item_text_fields=["title", "class"],
+        load_col={"inter": ["user_id", "item_id", "rating", "timestamp"],
+                  "item": ["item_id", "title", "class"]})
+    result = run_recbole_hymirec("HyMiRec", NAME, config_dict=settings)
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    assert result["dataset_statistics"]["users"] == TINY.n_users
+    capsys.readouterr()
+    assert interest_report.main([result["saved_model_file"], "--rows", "16", "--k", "5"]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("INTERESTS ")][-1]
+    planted = json.loads(line[len("INTERESTS "):])["planted"]
+    assert 0.0 <= planted["planted_share_top5"] <= 1.0
+    assert len(planted["interest_topic_concentration"]) == settings["n_interests"]
