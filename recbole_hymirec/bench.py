@@ -8,12 +8,17 @@ on CUDA too (``device`` names it):
 * ``serve`` -- per-user inference latency (full ranking; batch 1 and batch 256) of HyMiRec
   against the same model whose LLM reads the whole ``long_seq_len`` history
   (``refiner_reads: full_history``), and their ratio; bytes fetched per user history (uint8
-  codes vs fp32 embeddings); training rows/s; peak memory.
-* ``embed`` -- content-LLM embedding throughput (items/s).
+  codes vs fp32 embeddings); training rows/s with ``precision: fp32`` and ``precision: auto``
+  on the same batches, and their ratio; peak memory.
+* ``embed`` -- content-LLM embedding throughput (items/s) in fp32 and in ``auto``, and their
+  ratio.
+
+Latencies use ``precision: auto``; ``precision_auto`` says what it resolved to.
 
 On a CPU pass ``--config_files properties/presets/hymirec_cpu.yaml`` (the 4-layer refiner).
 """
 import argparse
+import functools
 import resource
 import statistics
 import sys
@@ -24,6 +29,7 @@ import torch
 from recbole_hymirec.cli import run_report_command
 
 MODEL = "HyMiRec"
+COMPARED_PRECISIONS = ("fp32", "auto")
 
 
 def build_parser():
@@ -37,6 +43,8 @@ def build_parser():
     parser.add_argument("--single_rows", type=int, default=20,
                         help="rows timed one by one for the batch-1 latency (median)")
     parser.add_argument("--train_steps", type=int, default=10, help="steps timed for rows/s")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="timed embedding passes per precision, interleaved (the best counts)")
     return parser
 
 
@@ -44,28 +52,53 @@ def available_devices():
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def embedding_throughput(config, texts, device):
-    """Items/s of the content encoder on ``device`` (one warm-up batch excluded)."""
+def _precision_names(device):
+    """``{"fp32": "fp32", "auto": "bf16" or "fp32"}``: the compared settings, resolved."""
+    from recbole_hymirec.model.llm import resolve_precision
+
+    return {name: resolve_precision(name, device) for name in COMPARED_PRECISIONS}
+
+
+def _embedding_encoder(config, texts, device, precision):
+    """A content encoder under a resolved ``precision``, warmed up on one batch."""
     from recbole_hymirec.model.content_encoder import ContentEncoder
-    from recbole_hymirec.model.llm import load_causal_lm
+    from recbole_hymirec.model.llm import llm_dtype, load_causal_lm
 
-    model, tokenizer, _ = load_causal_lm(config["llm_path"], device=device)
+    model, tokenizer, _ = load_causal_lm(config["llm_path"], dtype=llm_dtype(precision, device),
+                                         device=device)
     encoder = ContentEncoder(model, tokenizer, max_text_len=config["max_text_len"],
-                             batch_size=config["encoder_batch_size"])
+                             batch_size=config["encoder_batch_size"], precision=precision)
     encoder.encode(texts[: config["encoder_batch_size"]], show_progress=False)  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.time()
+    return encoder
+
+
+def _encode_seconds(encoder, texts, device):
+    _sync(device)
+    start = time.perf_counter()
     encoder.encode(texts, show_progress=False)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.time() - start
-    return {"items": len(texts), "seconds": round(seconds, 3),
-            "items_per_s": round(len(texts) / seconds, 2),
-            "dtype": str(next(encoder.backbone.parameters()).dtype).replace("torch.", "")}
+    _sync(device)
+    return time.perf_counter() - start
 
 
-def bench_embed(config, dataset, n_items):
+def embedding_throughput(config, texts, device, rounds=1):
+    """Items/s of the content encoder on ``device`` in fp32 and in ``auto``, timed in
+    interleaved passes (the best of ``rounds`` each), and their ratio."""
+    resolved = _precision_names(device)
+    encoders = {name: _embedding_encoder(config, texts, device, precision)
+                for name, precision in resolved.items()}
+    seconds = {name: float("inf") for name in encoders}
+    for _ in range(max(rounds, 1)):  # interleaved: a busy spell slows both, not one
+        for name, encoder in encoders.items():
+            seconds[name] = min(seconds[name], _encode_seconds(encoder, texts, device))
+    report = {"items": len(texts), "precision_auto": resolved["auto"]}
+    for name in encoders:
+        report[f"seconds_{name}"] = round(seconds[name], 3)
+        report[f"embed_items_per_s_{name}"] = round(len(texts) / seconds[name], 2)
+    report["embed_speedup_auto"] = round(seconds["fp32"] / seconds["auto"], 3)
+    return report
+
+
+def bench_embed(config, dataset, n_items, rounds=1):
     from recbole_hymirec.model.item_codes import item_texts
 
     _, texts = item_texts(config, dataset)
@@ -74,7 +107,7 @@ def bench_embed(config, dataset, n_items):
               "batch_size": config["encoder_batch_size"], "max_text_len": config["max_text_len"]}
     for device in available_devices():
         name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-        report[device] = dict(embedding_throughput(config, texts, device), device=name)
+        report[device] = dict(embedding_throughput(config, texts, device, rounds), device=name)
     return report
 
 
@@ -111,25 +144,37 @@ def latency_ms_per_user(model, batch, single_rows, device):
     return {"batch_1": round(single, 3), f"batch_{len(batch)}": round(batched, 3)}
 
 
-def training_rows_per_s(model, train_data, steps, device):
-    """Training rows/s of the optimiser loop (the first step is a warm-up, not timed)."""
-    model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rows, seconds = 0, 0.0
+def training_rows_per_s(models, train_data, steps, device):
+    """Training rows/s of each model's optimiser loop, ``{name: rows/s}``: every model takes
+    the same batches, one step each in turn (the first round warms up, not timed)."""
+    optimizers = {}
+    for name, model in models.items():
+        model.train()
+        optimizers[name] = torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    rows, seconds = 0, dict.fromkeys(models, 0.0)
     for step, batch in enumerate(train_data):
         if step > steps:
             break
         batch = batch.to(device)
-        _sync(device)
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        (sum(loss) if isinstance(loss, tuple) else loss).backward()
-        optimizer.step()
-        _sync(device)
-        if step:  # step 0 warms up
-            rows, seconds = rows + len(batch), seconds + time.perf_counter() - start
-    return round(rows / seconds, 1) if seconds else None
+        for name, model in models.items():
+            elapsed = _training_step_seconds(model, optimizers[name], batch, device)
+            if step:  # step 0 warms up
+                seconds[name] += elapsed
+        if step:
+            rows += len(batch)
+    return {name: round(rows / s, 1) if s else None for name, s in seconds.items()}
+
+
+def _training_step_seconds(model, optimizer, batch, device):
+    _sync(device)
+    start = time.perf_counter()
+    optimizer.zero_grad()
+    loss = model.calculate_loss(batch)
+    (sum(loss) if isinstance(loss, tuple) else loss).backward()
+    optimizer.step()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def _sync(device):
@@ -149,32 +194,49 @@ def _first_rows(test_data, n, device):
     return batch[:n].to(device)
 
 
+def _build_model(config_files, dataset_name, train_data, settings):
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.utils import get_model
+
+    config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
+                    config_dict=settings)
+    return get_model(MODEL)(config, train_data._dataset).to(config["device"])
+
+
 def bench_serve_on(device, config_files, dataset_name, args):
-    """Both variants on one device: latency, ratio, training rows/s, peak memory."""
+    """Both variants on one device: latency, ratio, training rows/s in fp32 and ``auto``, peak
+    memory."""
     from recbole.data import data_preparation
 
     from recbole_hymirec.config import Config
-    from recbole_hymirec.utils import create_dataset, get_model
+    from recbole_hymirec.utils import create_dataset
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    use_gpu = {"use_gpu": device == "cuda", "eval_batch_size": args.batch, "show_progress": False}
+    use_gpu = {"use_gpu": device == "cuda", "eval_batch_size": args.batch, "show_progress": False,
+               "precision": "auto"}
     config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
                     config_dict=use_gpu)
     dataset = create_dataset(config)
     train_data, _, test_data = data_preparation(config, dataset)
-    hybrid = get_model(MODEL)(config, train_data._dataset).to(config["device"])
-    full_config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
-                         config_dict=dict(use_gpu, refiner_reads="full_history"))
-    full = get_model(MODEL)(full_config, train_data._dataset).to(config["device"])
+    build = functools.partial(_build_model, config_files, dataset_name, train_data)
+    hybrid = build(use_gpu)
+    full = build(dict(use_gpu, refiner_reads="full_history"))
     rows = _first_rows(test_data, args.batch, config["device"])
     report = {"device": torch.cuda.get_device_name(0) if device == "cuda"
               else f"cpu ({torch.get_num_threads()} threads)",
+              "precision_auto": hybrid.llm_precision,
               "hybrid_ms_per_user": latency_ms_per_user(hybrid, rows, args.single_rows, device),
               "full_history_ms_per_user": latency_ms_per_user(full, rows, args.single_rows, device)}
     report["speedup"] = {k: round(report["full_history_ms_per_user"][k] / v, 3)
                          for k, v in report["hybrid_ms_per_user"].items()}
-    report["train_rows_per_s"] = training_rows_per_s(hybrid, train_data, args.train_steps, device)
+    del full
+    trained = {"fp32": build(dict(use_gpu, precision="fp32")), "auto": hybrid}
+    rates = training_rows_per_s(trained, train_data, args.train_steps, device)
+    report.update({f"train_rows_per_s_{name}": rate for name, rate in rates.items()})
+    report["train_rows_per_s"] = rates["auto"]
+    report["train_speedup_auto"] = (round(rates["auto"] / rates["fp32"], 3)
+                                    if rates["auto"] and rates["fp32"] else None)
     report["peak_memory_mib"] = peak_memory_mib(device)
     report["bytes_per_history"] = history_bytes(config, train_data._dataset, hybrid.item_codes,
                                                 hybrid.item_content)
@@ -194,7 +256,7 @@ def run_bench(args, config_files):
                            for device in available_devices()}
     if args.part in ("all", "embed"):
         config = Config(model=MODEL, dataset=args.dataset, config_file_list=config_files)
-        report["embed"] = bench_embed(config, create_dataset(config), args.n_items)
+        report["embed"] = bench_embed(config, create_dataset(config), args.n_items, args.rounds)
     return report
 
 

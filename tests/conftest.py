@@ -100,6 +100,7 @@ def tiny_hymirec_settings(data_path, llm_path, **overrides):
         codebook_size=8, long_seq_len=12, MAX_ITEM_LIST_LENGTH=4, dmil_window=3,
         n_interests=2, n_coarse_interests=2, light_hidden_size=16, embedding_size=16,
         learning_rate=0.005,
+        precision="fp32",  # results must not depend on the CPU; bf16 has its own tests
     )
     settings.update(overrides)
     return settings

@@ -6,9 +6,11 @@ import pytest
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
 from recbole_hymirec import bench
+from recbole_hymirec.model import llm
 
 
 def test_embed_bench_prints_one_line(tiny_data_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(llm, "cpu_flags", lambda: {"avx512_bf16"})  # auto = bf16 on any CPU
     make_tiny_llm(str(tmp_path / "llm"))
     settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"))
     argv = ["-d", "tiny", "--part", "embed", "--n_items", "12"] + [
@@ -17,12 +19,17 @@ def test_embed_bench_prints_one_line(tiny_data_path, tmp_path, capsys, monkeypat
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("BENCH ")]
     report = json.loads(lines[-1][len("BENCH "):])
     assert report["part"] == "embed" and "serve" not in report
-    embed = report["embed"]
-    assert embed["cpu"]["items"] == 12
-    assert embed["cpu"]["items_per_s"] > 0 and embed["cpu"]["dtype"] == "float32"
+    cpu = report["embed"]["cpu"]
+    assert cpu["items"] == 12 and cpu["precision_auto"] == "bf16"
+    for key in ("embed_items_per_s_fp32", "embed_items_per_s_auto", "embed_speedup_auto"):
+        assert isinstance(cpu[key], float) and cpu[key] > 0, key
+    assert cpu["embed_speedup_auto"] == pytest.approx(
+        cpu["embed_items_per_s_auto"] / cpu["embed_items_per_s_fp32"], rel=0.02)
 
 
-def test_serve_bench_compares_hybrid_with_full_history(tiny_data_path, tmp_path, capsys):
+def test_serve_bench_compares_hybrid_with_full_history(tiny_data_path, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.setattr(llm, "cpu_flags", lambda: {"avx2"})  # auto = fp32 on any CPU
     make_tiny_llm(str(tmp_path / "llm"))
     settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"), codebook_layers=3)
     argv = ["-d", "tiny", "--part", "serve", "--batch", "16", "--single_rows", "3",
@@ -44,3 +51,9 @@ def test_serve_bench_compares_hybrid_with_full_history(tiny_data_path, tmp_path,
     assert 0 < history["mean_items_per_history"] <= settings["long_seq_len"]
     assert history["ratio"] == pytest.approx(128 / 3, abs=0.1)
     assert cpu["train_rows_per_s"] > 0 and cpu["peak_memory_mib"] > 0
+    assert cpu["precision_auto"] == "fp32"
+    for key in ("train_rows_per_s_fp32", "train_rows_per_s_auto", "train_speedup_auto"):
+        assert isinstance(cpu[key], float) and cpu[key] > 0, key
+    assert cpu["train_rows_per_s"] == cpu["train_rows_per_s_auto"]
+    assert cpu["train_speedup_auto"] == pytest.approx(
+        cpu["train_rows_per_s_auto"] / cpu["train_rows_per_s_fp32"], rel=0.02)

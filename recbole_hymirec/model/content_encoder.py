@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.model.llm import backbone_of, hidden_size_of
+from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast
 from recbole_hymirec.model.random_state import random_state_kept
 
 logger = logging.getLogger(__name__)
@@ -165,11 +165,14 @@ class ContentEncoder(nn.Module):
         special_token_init: token whose input embedding initialises the special token:
             ``None`` = the eos token, a token string (several pieces: their mean) or a token id.
         freeze_backbone: keep the LLM weights fixed (stage-1 fine-tuning is not implemented).
+        precision: ``bf16`` runs :meth:`encode` under bf16 autocast, ``fp32`` without it (as
+            resolved by :func:`recbole_hymirec.model.llm.resolve_precision`).
     """
 
     def __init__(self, model, tokenizer, max_text_len=64, batch_size=32, special_token_init=None,
-                 freeze_backbone=True):
+                 freeze_backbone=True, precision="fp32"):
         super().__init__()
+        self.precision = precision
         self.backbone = backbone_of(model)
         self.tokenizer = tokenizer
         self.max_text_len = int(max_text_len)
@@ -252,7 +255,6 @@ class ContentEncoder(nn.Module):
         order = torch.argsort(lengths, stable=True)
         was_training = self.training
         self.eval()
-        use_bf16 = self.device.type == "cuda"
         try:
             bar = tqdm(total=len(texts), desc="Encoding items", unit="item",
                        disable=not show_progress)
@@ -260,7 +262,7 @@ class ContentEncoder(nn.Module):
                 for start in range(0, len(texts), self.batch_size):
                     idx = order[start: start + self.batch_size]
                     width = max(int(lengths[idx].max()), 1)
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                    with llm_autocast(self.precision, self.device):
                         emb = self(input_ids[idx, :width], lengths[idx])  # [b, D]
                     out[idx] = emb.float().cpu()
                     bar.update(len(idx))

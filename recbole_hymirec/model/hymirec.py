@@ -48,7 +48,8 @@ from recbole_hymirec.model.code_embedding import CodeEmbedding
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
-from recbole_hymirec.model.llm import hidden_size_of, load_causal_lm
+from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, load_causal_lm,
+                                       resolve_precision)
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
 
@@ -92,7 +93,9 @@ class HyMiRec(SequentialRecommender):
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self.similarity = config["similarity"]
         self.ranking_readout = config["ranking_readout"] or "interests"  # older checkpoints lack it
+        self.precision = config["precision"] or "auto"  # older checkpoints lack it
         self._check_config(dataset)
+        self.llm_precision = resolve_precision(self.precision, config["device"])  # fp32 / bf16
         self.user_history = dataset.user_history
 
         # stage 1 (the encoder loads the full LLM only on a cache miss)
@@ -106,6 +109,7 @@ class HyMiRec(SequentialRecommender):
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         with rank_zero_first():  # a GGUF is converted to its cached fp32 copy once
             llm, _, _ = load_causal_lm(config["llm_path"], num_layers=self.llm_num_layers,
+                                       dtype=llm_dtype(self.llm_precision, config["device"]),
                                        device=config["device"])
         content_size = self.item_content.shape[1]
         llm_size = hidden_size_of(llm.config)
@@ -124,7 +128,7 @@ class HyMiRec(SequentialRecommender):
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
             lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"],
-            context_order=self.context_order)
+            context_order=self.context_order, precision=self.llm_precision)
         self.item_tower = nn.Linear(content_size, self.embedding_size)
         self.item_id_embedding = (self._zero_id_embedding() if self.use_id_embedding else None)
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
@@ -155,7 +159,8 @@ class HyMiRec(SequentialRecommender):
                    "context_order": ("coarse_first", "recent_first"),
                    "coarse_history": ("up_to_target", "before_window"),
                    "similarity": ("cosine", "dot"),
-                   "ranking_readout": ("interests", "interests_and_next", "next")}
+                   "ranking_readout": ("interests", "interests_and_next", "next"),
+                   "precision": PRECISIONS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not one of {list(allowed)}. "

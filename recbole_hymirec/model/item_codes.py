@@ -20,7 +20,8 @@ from recbole_hymirec.model.content_encoder import (UNKNOWN_ITEM_TEXT, ContentEnc
                                                    cached_item_embeddings, center_embeddings,
                                                    read_item_texts, variance_shares, whiten)
 from recbole_hymirec.model.encoder_finetune import finetune_encoder, next_item_pairs
-from recbole_hymirec.model.llm import cache_root, llm_identity, load_causal_lm, resolve_llm_path
+from recbole_hymirec.model.llm import (cache_root, llm_dtype, llm_identity, load_causal_lm,
+                                       resolve_llm_path, resolve_precision)
 
 logger = logging.getLogger(__name__)
 POOLING = "last-state-at-appended-special-token"
@@ -44,8 +45,15 @@ def embedding_cache_dir(config):
     return config["embedding_cache_dir"] or os.path.join(cache_root(), "embeddings")
 
 
+def encoder_precision(config):
+    """``bf16`` or ``fp32``: the ``precision`` key resolved on the encoder's device."""
+    return resolve_precision(config["precision"], config["device"])
+
+
 def _encoder_dtype(config):
-    return "bfloat16" if config["device"].type == "cuda" else "float32"
+    """The compute dtype of the embeddings, for their cache key (bf16 autocast or bf16
+    weights both round the matmuls to bf16)."""
+    return "bfloat16" if encoder_precision(config) == "bf16" else "float32"
 
 
 def finetune_pairs(config, dataset):
@@ -118,14 +126,17 @@ def _check_texts(config, texts):
 def encode_texts(config, texts, llm=None, pairs=None):
     """Raw LLM item embeddings ``[n, D]``; ``llm`` = an already loaded (model, tokenizer);
     ``pairs`` = (item, next item) training pairs to fine-tune the encoder on first."""
+    precision = encoder_precision(config)
     if llm is None:
-        model, tokenizer, _ = load_causal_lm(config["llm_path"], dtype=_encoder_dtype(config),
+        model, tokenizer, _ = load_causal_lm(config["llm_path"],
+                                             dtype=llm_dtype(precision, config["device"]),
                                              device=config["device"])
     else:
         model, tokenizer = llm
     encoder = ContentEncoder(model, tokenizer, max_text_len=config["max_text_len"],
                              batch_size=config["encoder_batch_size"],
-                             special_token_init=config["special_token_init"])
+                             special_token_init=config["special_token_init"],
+                             precision=precision)
     if pairs is not None:
         finetune_encoder(encoder, texts, pairs, epochs=config["encoder_finetune_epochs"],
                          batch_size=config["encoder_batch_size"],

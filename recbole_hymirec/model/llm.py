@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import contextlib
 import re
 import shutil
 import tempfile
@@ -55,6 +56,10 @@ _DTYPES = {
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
 }
+PRECISIONS = ("auto", "fp32", "bf16")
+# x86 /proc/cpuinfo flags of bf16 matrix instructions; without them bf16 matmuls are emulated
+# (several times slower than fp32).
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -224,6 +229,57 @@ def ensure_converted(gguf_path):
     with random_state_kept():  # one time only: must not change what the seed gives later
         model, tokenizer = _load_gguf_raw(gguf_path)
         return save_plain_copy(model, tokenizer, target, source=gguf_path)
+
+
+# ----------------------------------------------------------------------------- precision
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (empty where there is no such file)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device):
+    """Whether ``device`` runs bf16 matmuls natively: CUDA with bf16 support, or a CPU with
+    AVX512-BF16 / AMX-BF16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return (torch.cuda.is_available()
+                and torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type == "cpu":
+        return bool(cpu_flags() & set(CPU_BF16_FLAGS))
+    return False
+
+
+def resolve_precision(precision, device):
+    """``"bf16"`` or ``"fp32"``: what the ``precision`` key means on ``device`` (``auto`` =
+    bf16 where it is native, else fp32)."""
+    value = "auto" if precision is None else str(precision).lower()
+    if value not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not one of {list(PRECISIONS)}. "
+                          f"Fix: --precision=auto (the default).")
+    if value == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return value
+
+
+def llm_dtype(precision, device):
+    """Weight dtype of the frozen LLM under a resolved ``precision``: bf16 on CUDA (half the
+    memory), fp32 on the CPU, where autocast casts each matmul's operands."""
+    return "bf16" if precision == "bf16" and torch.device(device).type == "cuda" else "fp32"
+
+
+def llm_autocast(precision, device):
+    """bf16 autocast on ``device`` under a resolved ``precision`` of ``bf16``; else nothing."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- loading

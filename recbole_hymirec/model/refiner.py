@@ -14,13 +14,11 @@ the vocabulary for nothing. The backbone weights are frozen; LoRA adapters (peft
 
 This module does not import RecBole.
 """
-import contextlib
-
 import torch
 from torch import nn
 
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.model.llm import backbone_of, hidden_size_of
+from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast
 from recbole_hymirec.model.lora import as_module_list, inject_lora
 
 # ----------------------------------------------------------------------------- refiner
@@ -58,19 +56,28 @@ class LLMRefiner(nn.Module):
             GPT-2: ``c_attn``); a list, or a comma-separated string.
         head_dropout: dropout inside the projection head.
         context_order: ``coarse_first`` (the method) or ``recent_first``.
+        precision: ``bf16`` runs the backbone under bf16 autocast, ``fp32`` without it (as
+            resolved by :func:`recbole_hymirec.model.llm.resolve_precision`); the head, and
+            what it returns, stay fp32 either way.
     """
 
     CONTEXT_ORDERS = ("coarse_first", "recent_first")
+    RESOLVED_PRECISIONS = ("fp32", "bf16")
 
     def __init__(self, llm_model, n_interests, output_dim, lora_r=8, lora_alpha=16,
                  lora_dropout=0.05, lora_target_modules=("q_proj", "v_proj"), head_dropout=0.1,
-                 context_order="coarse_first"):
+                 context_order="coarse_first", precision="fp32"):
         super().__init__()
         self._check_args(n_interests, output_dim, lora_r)
         if context_order not in self.CONTEXT_ORDERS:
             raise ConfigError(f"context_order={context_order!r} is not one of "
                               f"{list(self.CONTEXT_ORDERS)}. Fix: --context_order=coarse_first.")
+        if precision not in self.RESOLVED_PRECISIONS:
+            raise ConfigError(f"precision={precision!r} is not one of "
+                              f"{list(self.RESOLVED_PRECISIONS)} (resolve 'auto' first). "
+                              "Fix: pass resolve_precision(precision, device).")
         self.recent_first = context_order == "recent_first"
+        self.precision = precision
         self.n_interests = int(n_interests)
         self.output_dim = int(output_dim)
         self.lora_r = int(lora_r)
@@ -120,12 +127,6 @@ class LLMRefiner(nn.Module):
     @property
     def _backbone_dtype(self):
         return self.backbone.get_input_embeddings().weight.dtype
-
-    def _autocast(self, device):
-        """bf16 autocast for the backbone on CUDA; nothing elsewhere."""
-        if device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def build_inputs(self, coarse, coarse_mask, recent, recent_mask):
         """Left-padded backbone inputs with the ``K`` query tokens in the last ``K`` positions.
@@ -188,11 +189,11 @@ class LLMRefiner(nn.Module):
         self._check_shapes(coarse, coarse_mask, recent, recent_mask)
         inputs_embeds, attention_mask, position_ids, recent_slots = self.build_inputs(
             coarse, coarse_mask, recent, recent_mask)
-        with self._autocast(inputs_embeds.device):
+        with llm_autocast(self.precision, inputs_embeds.device):
             out = self.backbone(inputs_embeds=inputs_embeds.to(self._backbone_dtype),
                                 attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False)
-        states = out.last_hidden_state  # [B, T, D]; bf16 on CUDA: cast only what the head reads
+        states = out.last_hidden_state  # [B, T, D]; may be bf16: cast only what the head reads
         interests = self.head(states[:, -self.n_interests:].float())  # [B, K, d]
         if not with_recent:
             return interests, None
