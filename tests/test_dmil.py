@@ -143,11 +143,19 @@ def test_targets_of_one_group_share_an_interest_and_groups_get_distinct_ones():
 
 # --------------------------------------------------------------------------- the loss
 
+def candidate_ids(target_ids, b, w, n_items):
+    """Items 1.. without the row's other targets (a row's positives are not its negatives)."""
+    target = int(target_ids[b, w])
+    others = set(target_ids[b].tolist()) - {target}
+    return [i for i in range(1, n_items) if i not in others]
+
+
 def manual_full_loss(interests, target_ids, item_emb, index, scale):
     losses = []
     for b, w in (target_ids > 0).nonzero().tolist():
-        logits = scale * unit(item_emb[1:]) @ unit(interests[b, index[b, w]])  # item 0 left out
-        losses.append(-torch.log_softmax(logits, 0)[target_ids[b, w] - 1])
+        ids = candidate_ids(target_ids, b, w, item_emb.shape[0])  # item 0 left out
+        logits = scale * unit(item_emb[ids]) @ unit(interests[b, index[b, w]])
+        losses.append(-torch.log_softmax(logits, 0)[ids.index(int(target_ids[b, w]))])
     return torch.stack(losses).mean()
 
 
@@ -256,11 +264,12 @@ def test_no_valid_target_gives_a_zero_loss_with_a_graph():
 
 def manual_readout_loss(interests, target_ids, item_emb, scale, candidates=None):
     """Cross-entropy of every target under ``scale * max_k cos(h_k, e_i)``: over items 1.. (full)
-    or over ``[target] + candidates[b, w]`` (sampled)."""
+    or over ``[target] + candidates[b, w]`` (sampled), the row's other targets left out."""
     losses = []
     for b, w in (target_ids > 0).nonzero().tolist():
         target = int(target_ids[b, w])
-        ids = list(range(1, item_emb.shape[0])) if candidates is None else [target] + candidates[b][w]
+        ids = (candidate_ids(target_ids, b, w, item_emb.shape[0]) if candidates is None
+               else [target] + [i for i in candidates[b][w] if i not in target_ids[b].tolist()])
         logits = scale * (unit(item_emb[ids]) @ unit(interests[b]).T).max(1).values
         losses.append(-torch.log_softmax(logits, 0)[ids.index(target)])
     return torch.stack(losses).mean()
@@ -523,3 +532,23 @@ def test_unknown_similarity_is_named():
         DMILLoss(similarity="euclid")
     assert str(info.value) == ("similarity='euclid' is not one of ['cosine', 'dot']. "
                                "Fix: --similarity=cosine (the default).")
+
+
+def test_a_rows_other_targets_are_never_its_negatives():
+    """Multi-positive InfoNCE: targets 3 and 5 of one row (one interest, K = 1) are each scored
+    against the catalogue without the other; a sampled copy of a co-target is dropped too."""
+    torch.manual_seed(4)
+    interests = torch.randn(1, 1, 4)
+    item_emb = torch.randn(7, 4)
+    logits = (1 / 0.07) * unit(item_emb) @ unit(interests[0, 0])  # [7]
+    loss = DMILLoss()(interests, torch.tensor([[3, 5]]), item_emb)
+    expected = (-torch.log_softmax(logits[[1, 2, 3, 4, 6]], 0)[2]
+                - torch.log_softmax(logits[[1, 2, 4, 5, 6]], 0)[3]) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    readout = DMILLoss().readout_loss(interests, torch.tensor([[3, 5]]), item_emb)
+    assert readout.item() == pytest.approx(expected.item(), rel=1e-5)
+    sampled = DMILLoss()(interests, torch.tensor([[3, 5]]), item_emb,
+                         neg_ids=torch.tensor([[5, 3, 1]]))
+    expected_sampled = (-torch.log_softmax(logits[[3, 1]], 0)[0]
+                        - torch.log_softmax(logits[[5, 1]], 0)[0]) / 2
+    assert sampled.item() == pytest.approx(expected_sampled.item(), rel=1e-5)

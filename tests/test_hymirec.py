@@ -203,3 +203,17 @@ def test_tuned_property_file_holds_model_and_learner_keys_and_trains(assets):
     kept = model_keys - set(budget_keys("HyMiRec"))
     taken = {key: result["hyper_parameters"][key] for key in tuned if key in kept}
     assert taken == {key: value for key, value in tuned.items() if key in kept}
+
+
+def test_a_dense_tokens_later_positives_are_never_its_negatives():
+    """Window token ``slot`` predicts the next item; the window items after it and the row's
+    targets are positives of other tokens of the row, so they leave its negatives."""
+    import torch
+
+    from recbole_hymirec.model.hymirec import HyMiRec
+
+    window = torch.tensor([[4, 5, 6, 0]])  # [B, T]
+    targets = torch.tensor([[7, 8]])  # [B, W]
+    rows, slots = torch.tensor([0, 0, 0]), torch.tensor([0, 1, 2])
+    co = HyMiRec.dense_co_positives(window, targets, rows, slots)
+    assert co.tolist() == [[0, 5, 6, 0, 7, 8], [0, 0, 6, 0, 7, 8], [0, 0, 0, 0, 7, 8]]

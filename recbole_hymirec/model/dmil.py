@@ -242,6 +242,7 @@ class DMILLoss(nn.Module):
             seen_ids: None, or the items each row has already interacted with [B, S]
                 (0 = padding): never negatives of that row's targets (a ranking that masks
                 seen items never has to push them down), a repeated positive stays positive.
+                A row's other targets are never its negatives either, with or without it.
 
         Returns:
             (scalar loss averaged over valid targets,
@@ -264,7 +265,7 @@ class DMILLoss(nn.Module):
         queries = unit_interests if self.normalize else interests  # [B, K, d]
         query = queries[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
         loss = self._softmax_loss(query, None, target_ids, rows, slots, item_emb, neg_ids,
-                                  item_bias, seen_ids)
+                                  item_bias, _with_co_targets(seen_ids, target_ids))
         stats["logit_scale"] = self.logit_scale().item()
         return loss, stats
 
@@ -282,7 +283,7 @@ class DMILLoss(nn.Module):
             return self._zero_loss(interests)
         query = _unit(interests, self.normalize)  # [B, K, d]: one per row, not per target
         return self._softmax_loss(query, rows, target_ids, rows, slots, item_emb, neg_ids,
-                                  item_bias, seen_ids)
+                                  item_bias, _with_co_targets(seen_ids, target_ids))
 
     def _prepare(self, interests, target_ids, item_emb, neg_ids):
         """``[B]`` targets / negatives as ``[B, 1]``, then the shape checks."""
@@ -354,6 +355,13 @@ class DMILLoss(nn.Module):
                 neg_ids.dim() == 3 and neg_ids.shape[1] != target_ids.shape[1])):
             raise ValueError(f"neg_ids must be [B], [B, S] or [B, W, S] for targets "
                              f"{tuple(target_ids.shape)}, got {tuple(neg_ids.shape)}")
+
+
+def _with_co_targets(seen_ids, target_ids):
+    """The items that are never negatives of a row's targets ``[B, S + W]``: its seen items
+    (if any) and its own ``W`` targets. A co-target is another positive of the same row (multi-
+    positive InfoNCE): as a negative it would push two targets of one interest apart."""
+    return target_ids if seen_ids is None else torch.cat([seen_ids, target_ids], dim=1)
 
 
 def _mask_seen(logits, seen, positive):

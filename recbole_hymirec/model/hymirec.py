@@ -387,7 +387,7 @@ class HyMiRec(SequentialRecommender):
             losses += (self.readout_loss_weight * self.dmil.readout_loss(interests, *scoring),)
         if window is not None:
             losses += (self.dense_loss_weight * self.dense_loss(interaction, window, items,
-                                                                negatives),)
+                                                                negatives, targets),)
         return losses[0] if len(losses) == 1 else losses
 
     @staticmethod
@@ -406,23 +406,34 @@ class HyMiRec(SequentialRecommender):
         following = following.scatter(1, last, target)  # [B, T]
         return following * window_mask
 
-    def dense_loss(self, interaction, window, items, negatives):
+    def dense_loss(self, interaction, window, items, negatives, targets):
         """Softmax loss of every window token's output against the item after it (same logit,
-        bias, negatives and seen-item mask as the other losses)."""
+        bias, negatives and seen-item mask as the other losses). The token's other positives,
+        the later window items and the row's ``W`` targets ``[B, W]``, are never its negatives."""
         window_items, window_mask, outputs = window  # [B, T], [B, T], [B, T, d]
         following = self.dense_next_items(interaction, window_items, window_mask)  # [B, T]
         rows, slots = following.nonzero(as_tuple=True)  # [V], [V]
         if rows.numel() == 0:
             return outputs.sum() * 0.0  # no window token at all: a zero in the graph
-        seen = None
+        never_negative = self.dense_co_positives(window_items, targets, rows, slots)  # [V, T + W]
         if self.loss_masks_seen:  # the user's items before each predicted one
             users, positions = self._rows(interaction)
             lengths = self._window_lengths(window_items)  # [B]
             predicted = positions[rows] - lengths[rows] + slots + 1  # [V] their user positions
             seen = self.user_history.before(users[rows], predicted).to(self.device)  # [V, S]
+            never_negative = torch.cat([seen, never_negative], dim=1)  # [V, S + T + W]
         return self.dmil.readout_loss(
             outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
-            None if negatives is None else negatives[rows], self.item_bias, seen)
+            None if negatives is None else negatives[rows], self.item_bias, never_negative)
+
+    @staticmethod
+    def dense_co_positives(window_items, targets, rows, slots):
+        """Items after window token ``(rows, slots)`` that are positives of later tokens or of
+        the row: the window items after the slot, then the row's targets ``[V, T + W]`` (0 =
+        none)."""
+        steps = torch.arange(window_items.shape[1], device=window_items.device)  # [T]
+        later = window_items[rows] * (steps.unsqueeze(0) > slots.unsqueeze(1))  # [V, T]
+        return torch.cat([later, targets[rows]], dim=1)  # [V, T + W]
 
     def _with_bias(self, score, item_ids=None):
         """The training logit ``scale * s + b_i`` when there is an item bias, else the score
