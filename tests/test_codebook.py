@@ -7,6 +7,7 @@ import torch
 from recbole_hymirec.model.codebook import (
     CosineResidualCodebook,
     balanced_assign,
+    balanced_cosine_kmeans,
     code_dtype,
     cosine_assign,
     remove_projection,
@@ -113,19 +114,34 @@ def test_balanced_assign_reroutes_through_several_full_clusters():
     assert bool((codes >= 0).all())
 
 
-def test_balance_cap_holds_in_every_layer():
+def test_balance_cap_holds_in_the_fit_assignment():
     embeddings = blob_embeddings()
     n_items, share = embeddings.shape[0], 0.25
     capacity = math.ceil(share * n_items)
-    uncapped = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=1.0).fit(embeddings)
-    assert int(torch.bincount(uncapped.codes[:, 0].long()).max()) > capacity  # the cap has work to do
+    generator = torch.Generator().manual_seed(0)
+    _, uncapped = balanced_cosine_kmeans(embeddings, 8, n_items, 20, generator)
+    assert int(torch.bincount(uncapped).max()) > capacity  # the cap has work to do
+    _, capped = balanced_cosine_kmeans(embeddings, 8, capacity, 20, generator)
+    assert int(torch.bincount(capped).max()) <= capacity
 
-    codebook = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=share).fit(embeddings)
+
+def test_the_codes_a_run_uses_are_the_codes_the_scales_were_fitted_on():
+    """The pool's stored codes are its ``encode`` codes (argmax, as every item gets at run
+    time), and each decode scale is the mean projection coefficient of exactly those items,
+    even where the balance cap moved items at fit time."""
+    embeddings = blob_embeddings()
+    codebook = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=0.25).fit(embeddings)
+    codes = codebook.encode(embeddings)
+    assert torch.equal(codebook.codes, codes)
+    residual = embeddings.float()
     for layer in range(3):
-        assert int(torch.bincount(codebook.codes[:, layer].long()).max()) <= capacity
-    assert max(codebook.stats(embeddings, codebook.codes)["max_cluster_share"]) <= share
-    # encode maps new items with plain argmax: the blob goes back to its codeword
-    assert int(torch.bincount(codebook.encode(embeddings)[:, 0].long()).max()) > capacity
+        chosen = codebook.centroids[layer][codes[:, layer].long()]  # [n, D]
+        coefficient = (residual * chosen).sum(1) / (chosen * chosen).sum(1)  # [n]
+        for code in codes[:, layer].long().unique().tolist():
+            members = codes[:, layer].long() == code
+            assert float(codebook.scales[layer, code]) == pytest.approx(
+                float(coefficient[members].mean()), rel=1e-4, abs=1e-6)
+        residual = residual - coefficient.unsqueeze(1) * chosen
 
 
 def test_encode_reproduces_fit_codes_without_cap_and_handles_new_items(monkeypatch):

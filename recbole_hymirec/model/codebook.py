@@ -231,9 +231,9 @@ class CosineResidualCodebook(nn.Module):
     r"""L layers x C codewords of cosine residual clustering over item embeddings.
 
     ``fit`` learns the codewords on a base pool (balanced k-means per layer, no cluster
-    larger than ``ceil(max_cluster_share * n)`` items) and keeps the pool's balanced codes in
-    ``codes``; ``encode`` maps any embeddings (pool or new items) to codes with plain
-    argmax-cosine, no cap; ``decode`` rebuilds embeddings from codes.
+    larger than ``ceil(max_cluster_share * n)`` items) and keeps the pool's codes in ``codes``;
+    ``encode`` maps any embeddings (pool or new items) to codes with plain argmax-cosine, no
+    cap, and gives the pool exactly ``codes``; ``decode`` rebuilds embeddings from codes.
 
     Decode rule (METHOD.md: "sum over layers of the chosen centroids, optionally scaled"):
 
@@ -241,7 +241,7 @@ class CosineResidualCodebook(nn.Module):
 
     where :math:`\alpha_{l,x}` is the mean projection coefficient
     :math:`(e_l \cdot c_x) / \lVert c_x \rVert^2` of the pool items assigned to codeword
-    ``x`` at fit time (1 for a codeword no item took). The per-item coefficients are what
+    ``x`` by ``encode`` (1 for a codeword no item took). The per-item coefficients are what
     the projection residual removes, but only codes are stored, so each codeword carries
     its average coefficient instead. Buffer ``scales`` [L, C].
 
@@ -381,18 +381,21 @@ class CosineResidualCodebook(nn.Module):
         capacity = self._check_pool(embeddings)
         generator = torch.Generator().manual_seed(self.seed)
         residual = embeddings.detach().float()  # [n, D]
-        centroids, scales, codes = [], [], []
+        centroids = []
         for _ in range(self.n_layers):
             layer_centroids, layer_codes = balanced_cosine_kmeans(
                 residual, self.codebook_size, capacity, self.n_iters, generator
             )  # [C, D], [n]
-            residual, coefficient = remove_projection(residual, layer_centroids[layer_codes])
+            residual, _ = remove_projection(residual, layer_centroids[layer_codes])
             centroids.append(layer_centroids)
-            scales.append(self._mean_coefficient_per_codeword(coefficient, layer_codes))
-            codes.append(layer_codes)
         self.centroids = torch.stack(centroids)  # [L, C, D]
-        self.scales = torch.stack(scales)  # [L, C]
-        self.codes = torch.stack(codes, dim=1).to(self.code_dtype)  # [n, L]
+        # The balanced assignment only shapes the codewords: the pool's codes and the decode
+        # scales come from the argmax encoding that ``encode`` gives every item at run time,
+        # so each scale is the mean coefficient of exactly the items that decode with it.
+        codes, coefficients, _ = self._argmax_encode(embeddings)  # [n, L], [n, L]
+        self.scales = torch.stack([self._mean_coefficient_per_codeword(coefficients[:, layer], codes[:, layer])
+                                   for layer in range(self.n_layers)])  # [L, C]
+        self.codes = codes.to(self.code_dtype)  # [n, L]
         return self
 
     def _mean_coefficient_per_codeword(self, coefficient, codes):
@@ -412,17 +415,24 @@ class CosineResidualCodebook(nn.Module):
         With ``return_residual=True`` also returns the residual left after the last layer [n, D].
         """
         self._check_fitted()
-        residual = embeddings.detach().to(self.centroids)  # [n, D]
-        codes = []
-        for layer in range(self.n_layers):
-            layer_codes = cosine_assign(residual, self.centroids[layer])  # [n]
-            residual, _ = remove_projection(residual, self.centroids[layer][layer_codes])
-            codes.append(layer_codes)
-        codes = torch.stack(codes, dim=1).to(self.code_dtype)  # [n, L]
+        codes, _, residual = self._argmax_encode(embeddings)
+        codes = codes.to(self.code_dtype)  # [n, L]
         return (codes, residual) if return_residual else codes
 
+    def _argmax_encode(self, embeddings):
+        """Long codes [n, L], projection coefficients [n, L] and the last residual [n, D] of
+        argmax-cosine encoding layer by layer."""
+        residual = embeddings.detach().to(self.centroids)  # [n, D]
+        codes, coefficients = [], []
+        for layer in range(self.n_layers):
+            layer_codes = cosine_assign(residual, self.centroids[layer])  # [n]
+            residual, coefficient = remove_projection(residual, self.centroids[layer][layer_codes])
+            codes.append(layer_codes)
+            coefficients.append(coefficient)
+        return torch.stack(codes, dim=1), torch.stack(coefficients, dim=1), residual
+
     def fit_encode(self, embeddings):
-        """``fit`` on ``embeddings`` and return its balanced codes [n, L]."""
+        """``fit`` on ``embeddings`` and return its codes [n, L] (those ``encode`` gives)."""
         return self.fit(embeddings).codes
 
     def decode(self, codes, n_layers=None):
