@@ -91,10 +91,8 @@ def needs_item_content(config):
 class _WithStage1Defaults:
     """A config view where stage-1 keys missing from ``config`` (a baseline's config does not
     load HyMiRec.yaml) take HyMiRec's defaults, so every model is measured on the same
-    embeddings as HyMiRec with the same settings. Whitening is always off: ILD compares
-    rows, so it is measured in one space, the centred embeddings."""
-
-    FORCED = {"whiten_embeddings": False}
+    embeddings as HyMiRec with the same settings (the centred embeddings: ILD compares rows in
+    one space, whatever the item tower reads)."""
 
     def __init__(self, config):
         from recbole_hymirec.config import properties_dir
@@ -104,18 +102,15 @@ class _WithStage1Defaults:
             self._defaults = yaml.safe_load(f) or {}
 
     def __getitem__(self, key):
-        if key in self.FORCED:
-            return self.FORCED[key]
         value = self._config[key]
         return self._defaults.get(key) if value is None else value
 
 
 def item_content_embeddings(config, dataset, model=None):
     """``[n_items, D]`` centred content embeddings: the model's own when it has them
-    (HyMiRec) and did not whiten them, else stage 1's (cached) embeddings built with
-    HyMiRec's default settings and no whitening."""
+    (HyMiRec), else stage 1's (cached) embeddings built with HyMiRec's default settings."""
     own = getattr(model, "item_content", None)
-    if isinstance(own, torch.Tensor) and not config["whiten_embeddings"]:
+    if isinstance(own, torch.Tensor):
         return own.detach().cpu()
     from recbole_hymirec.model.item_codes import content_embeddings
 

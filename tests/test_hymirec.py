@@ -217,3 +217,34 @@ def test_a_dense_tokens_later_positives_are_never_its_negatives():
     rows, slots = torch.tensor([0, 0, 0]), torch.tensor([0, 1, 2])
     co = HyMiRec.dense_co_positives(window, targets, rows, slots)
     assert co.tolist() == [[0, 5, 6, 0, 7, 8], [0, 0, 6, 0, 7, 8], [0, 0, 0, 0, 7, 8]]
+
+
+def test_whitening_feeds_the_item_tower_only_and_the_codebook_fits_the_centred_rows(assets):
+    """With ``whiten_embeddings`` the codebook, its codes and the user side's content are those
+    of the centred embeddings (what they are without whitening); only the tower's input is
+    whitened (unit variance along every principal axis)."""
+    import os
+
+    import torch
+    from recbole.data import data_preparation
+
+    from conftest import tiny_hymirec_settings
+    from recbole_hymirec.config import Config
+    from recbole_hymirec.utils import create_dataset, get_model
+
+    data_path, llm_path, cache = assets
+    os.environ["HYMIREC_CACHE"] = cache
+    models = {}
+    for whiten in (False, True):
+        config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
+            data_path, llm_path, whiten_embeddings=whiten))
+        train, _, _ = data_preparation(config, create_dataset(config))
+        models[whiten] = get_model("HyMiRec")(config, train._dataset)
+    plain, whitened = models[False], models[True]
+    assert torch.equal(whitened.item_codes, plain.item_codes)
+    assert torch.equal(whitened.codebook.centroids, plain.codebook.centroids)
+    assert torch.equal(whitened.item_content, plain.item_content)
+    assert whitened.stage1_stats["recon_cos_mean"] == plain.stage1_stats["recon_cos_mean"]
+    assert plain.item_tower_content is plain.item_content
+    variance = whitened.item_tower_content[1:].var(dim=0)  # [D]
+    assert variance.max() < 1.5 and not torch.allclose(whitened.item_tower_content, plain.item_content)

@@ -76,5 +76,5 @@ def test_ild_space_is_the_centred_embeddings_even_when_the_model_whitens(assets)
     centred, _ = content_embeddings(Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
         data_path, llm_path)), dataset)
     measured = item_content_embeddings(config, dataset, model)
-    assert not torch.allclose(model.item_content, centred, atol=1e-4)  # the model whitened
+    assert not torch.allclose(model.item_tower_content, centred, atol=1e-4)  # the tower's is whitened
     assert torch.allclose(measured, centred)

@@ -102,6 +102,8 @@ class HyMiRec(SequentialRecommender):
         item_codes = build_item_codes(config, dataset)
         self.stage1_stats = item_codes.stats
         self.register_buffer("item_content", item_codes.embeddings, persistent=False)  # [n_items, D]
+        # the item tower's input: the whitened rows with whiten_embeddings, else item_content
+        self.register_buffer("item_tower_content", item_codes.tower_input, persistent=False)
         self.register_buffer("item_codes", item_codes.codes)  # [n_items, L]
         self.codebook = item_codes.codebook
         # a cache miss draws random numbers (LLM load, encoder): re-seed so that the layers
@@ -235,7 +237,7 @@ class HyMiRec(SequentialRecommender):
 
     def item_embeddings(self):
         """Item tower over the frozen content embeddings (+ ID embedding) -> ``[n_items, d]``."""
-        items = self.item_tower(self.item_content)  # [n_items, d]
+        items = self.item_tower(self.item_tower_content)  # [n_items, d]
         if self.item_id_embedding is not None:
             items = items + self.item_id_embedding.weight
         return items

@@ -31,9 +31,10 @@ POOLING = "last-state-at-appended-special-token"
 class ItemCodes:
     """Stage-1 output for a dataset's items (row = RecBole item id, row 0 = padding)."""
 
-    embeddings: torch.Tensor  # [n_items, D] centred (optionally whitened) content embeddings
+    embeddings: torch.Tensor  # [n_items, D] centred content embeddings (the codebook's space)
     codebook: CosineResidualCodebook
     codes: torch.Tensor  # [n_items, L] integer codes of every item
+    tower_input: torch.Tensor = None  # [n_items, D] the item tower's input: whitened or ``embeddings``
     stats: dict = field(default_factory=dict)
 
 
@@ -148,7 +149,7 @@ def encode_texts(config, texts, llm=None, pairs=None):
 
 
 def postprocess(raw):
-    """Centre on the real items (row 0 is padding), optionally whiten; padding row -> 0."""
+    """Centre on the real items (row 0 is padding); padding row -> 0."""
     centred, mean = center_embeddings(raw[1:])
     out = torch.zeros_like(raw)
     out[1:] = centred
@@ -183,8 +184,8 @@ def _load_pool(path, dim):
 
 
 def content_embeddings(config, dataset, llm=None):
-    """``(embeddings [n_items, D], cache_hit)``: centred (optionally whitened) content
-    embeddings of every item, row 0 = padding, from the cache when it is valid."""
+    """``(embeddings [n_items, D], cache_hit)``: centred content embeddings of every item,
+    row 0 = padding, from the cache when it is valid."""
     tokens, texts = item_texts(config, dataset)
     pairs = finetune_pairs(config, dataset)
     with rank_zero_first():  # several ranks: rank 0 fills the cache, the others read it
@@ -193,9 +194,19 @@ def content_embeddings(config, dataset, llm=None):
             lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
         )
     embeddings, _ = postprocess(raw)
-    if config["whiten_embeddings"]:
-        embeddings[1:], _, _ = whiten(embeddings[1:])
     return embeddings, cache_hit
+
+
+def item_tower_input(config, embeddings):
+    """The item tower's input ``[n_items, D]``: with ``whiten_embeddings`` the centred rows
+    PCA-whitened (row 0, padding, stays 0), else ``embeddings`` itself. Only the tower reads
+    it: whitening gives noise directions unit variance, which would cost the codebook and the
+    user side (they read the centred rows) much of their reconstruction."""
+    if not config["whiten_embeddings"]:
+        return embeddings
+    whitened = torch.zeros_like(embeddings)
+    whitened[1:], _, _ = whiten(embeddings[1:])
+    return whitened
 
 
 def build_item_codes(config, dataset, llm=None):
@@ -213,4 +224,5 @@ def build_item_codes(config, dataset, llm=None):
                  embed_seconds=round(embed_seconds, 3),
                  codebook_seconds=round(codebook_seconds, 3))
     logger.info("stage 1: %s", json.dumps(stats))
-    return ItemCodes(embeddings=embeddings, codebook=codebook, codes=codes, stats=stats)
+    return ItemCodes(embeddings=embeddings, codebook=codebook, codes=codes,
+                     tower_input=item_tower_input(config, embeddings), stats=stats)
