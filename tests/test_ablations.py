@@ -432,11 +432,16 @@ def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
     history, lengths = model.user_history, batch["item_length"]
     rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # [V]
     slots = torch.cat([torch.arange(int(length)) for length in lengths])  # [V]
+    window, row_targets = batch["item_id_list"], model.target_window(batch)  # [B, T], [B, W]
+    co_width = window.shape[1] + row_targets.shape[1]  # the co-positives follow the seen items
     for v, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist())):
         start = int(history.offsets[batch["user_id"][row]])
         predicted = int(batch["target_position"][row] - lengths[row]) + slot + 1  # user position
         assert targets[v, 0] == history.items[start + predicted]
-        assert [i for i in seen[v].tolist() if i] == history.items[start:start + predicted].tolist()
+        before = seen[v, :-co_width].tolist()
+        assert [i for i in before if i] == history.items[start:start + predicted].tolist()
+        later = window[row, slot + 1:].tolist()
+        assert seen[v, -co_width:].tolist() == [0] * (slot + 1) + later + row_targets[row].tolist()
     assert torch.isclose(losses[2], 0.5 * original(*_dense_inputs(model, batch)))
 
 
@@ -448,8 +453,9 @@ def _dense_inputs(model, batch):
     users, positions = batch["user_id"], batch["target_position"]
     before = positions[rows] - batch["item_length"][rows] + slots + 1
     seen = model.user_history.before(users[rows], before)
+    co_positives = model.dense_co_positives(items, model.target_window(batch), rows, slots)
     return (outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1),
-            model.item_embeddings(), None, model.item_bias, seen)
+            model.item_embeddings(), None, model.item_bias, torch.cat([seen, co_positives], 1))
 
 
 def test_dense_loss_needs_the_recent_first_order_with_the_lightweight_branch(assets):

@@ -49,7 +49,8 @@ from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk,
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
 from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, load_causal_lm,
-                                       resolve_precision)
+                                       resolve_precision, token_embedding_rms)
+from recbole_hymirec.model.llm_input import LLMInputProjection
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
 
@@ -115,6 +116,7 @@ class HyMiRec(SequentialRecommender):
                                        device=config["device"])
         content_size = self.item_content.shape[1]
         llm_size = hidden_size_of(llm.config)
+        token_rms = token_embedding_rms(llm)
 
         # define layers
         if self.uses_lightweight:
@@ -123,9 +125,9 @@ class HyMiRec(SequentialRecommender):
                 n_layers=config["light_layers"], n_heads=config["light_heads"],
                 n_queries=self.n_coarse_interests, max_len=self.long_seq_len,
                 dropout=config["light_dropout"])
-            self.coarse_to_llm = nn.Linear(config["light_hidden_size"], llm_size)
+            self.coarse_to_llm = LLMInputProjection(config["light_hidden_size"], llm_size, token_rms)
             self.coarse_head = nn.Linear(config["light_hidden_size"], self.embedding_size)
-        self.item_to_llm = nn.Linear(content_size, llm_size)
+        self.item_to_llm = LLMInputProjection(content_size, llm_size, token_rms)
         self.refiner = LLMRefiner(
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],

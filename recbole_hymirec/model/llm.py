@@ -385,6 +385,13 @@ def backbone_of(model):
     return getattr(model, prefix, model) if prefix else model
 
 
+def token_embedding_rms(model):
+    """RMS per dimension of the LLM's input token embeddings: the scale its first layer was
+    trained to read (inputs_embeds and learnable query tokens are matched to it)."""
+    weight = backbone_of(model).get_input_embeddings().weight.detach().float()  # [V, D]
+    return float(weight.pow(2).mean().sqrt())
+
+
 def _first_int_attribute(config, names, what):
     """The first of ``names`` that ``config`` sets to an int (architectures name it differently)."""
     for name in names:

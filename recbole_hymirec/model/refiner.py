@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast
+from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast, token_embedding_rms
 from recbole_hymirec.model.lora import as_module_list, inject_lora
 
 # ----------------------------------------------------------------------------- refiner
@@ -97,7 +97,8 @@ class LLMRefiner(nn.Module):
         self.hidden_size = hidden_size_of(backbone.config)  # D
 
         self.interest_queries = nn.Parameter(torch.empty(self.n_interests, self.hidden_size))
-        nn.init.normal_(self.interest_queries, std=0.02)  # [K, D]
+        # drawn at the scale of the LLM's own token embeddings, like the tokens around them
+        nn.init.normal_(self.interest_queries, std=token_embedding_rms(backbone))  # [K, D]
         self.head = ProjectionHead(self.hidden_size, self.output_dim, head_dropout)
 
     @staticmethod
