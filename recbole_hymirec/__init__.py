@@ -1,5 +1,5 @@
 """recbole_hymirec: HyMiRec as a RecBole plugin."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from recbole_hymirec import compat as _compat
 

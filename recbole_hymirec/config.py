@@ -15,8 +15,8 @@ from recbole.config import Config as RecBoleConfig
 from recbole.utils import ModelType
 
 from recbole_hymirec.cli import ARGV_OVERRIDES_ENV
-from recbole_hymirec.config_keys import (check_known_keys, known_keys, unknown_keys,
-                                         with_suggestions)
+from recbole_hymirec.config_keys import (check_known_keys, check_removed_keys, known_keys,
+                                         unknown_keys, with_suggestions)
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import register_metrics
 from recbole_hymirec.utils import get_model
@@ -124,15 +124,18 @@ class Config(RecBoleConfig):
         """A key no property file defines is a typo RecBole would ignore: refuse it, naming
         where it came from (unless ``strict_config_keys`` is False). RecBole reads every
         ``--key=value`` of ``sys.argv``: those are refused only when a command of this
-        plugin put its overrides there; a script's own flags only get a warning."""
+        plugin put its overrides there; a script's own flags only get a warning. A removed
+        key (config_keys.REMOVED_KEYS) is refused with its own message, strict or not."""
+        sources = {f"in {path}": keys for path, keys in self.keys_by_file.items()}
+        sources["in config_dict"] = self.variable_config_dict
+        from_plugin_command = os.environ.get(ARGV_OVERRIDES_ENV) == "1"
+        if from_plugin_command:
+            sources["on the command line"] = self.cmd_config_dict
+        check_removed_keys(sources)
         if self._strict_keys() is False:
             return
         known = known_keys(properties_dir(), self.internal_config_dict)
-        sources = {f"in {path}": keys for path, keys in self.keys_by_file.items()}
-        sources["in config_dict"] = self.variable_config_dict
-        if os.environ.get(ARGV_OVERRIDES_ENV) == "1":
-            sources["on the command line"] = self.cmd_config_dict
-        else:
+        if not from_plugin_command:
             self._warn_unknown_argv_keys(known)
         check_known_keys(sources, known)
 

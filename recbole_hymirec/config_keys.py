@@ -30,6 +30,11 @@ KEYS_OUTSIDE_PROPERTY_FILES = frozenset({
     "sim", "single_spec", "tail_ratio", "test_neg_sample_args", "token_num_threshold",
     "use_filter", "valid_neg_sample_args", "verbose", "world_size", "xgb_early_stopping_rounds",
 })
+# HyMiRec keys that no longer exist, with the release that removed them: a config that sets
+# one gets its own error, not the unknown-key one (see CHANGELOG.md).
+REMOVED_KEYS = {key: "0.2.0" for key in (
+    "history_ids", "train_stride_rotate", "history_item_dropout", "lr_schedule", "warmup_ratio",
+    "item_bias_init", "item_bias_lr", "context_order")}
 # Keys RecBole still accepts, with a warning of its own that names the replacement.
 DEPRECATED_KEYS = frozenset({"neg_sampling", "training_neg_sample_num"})
 # KD_DAGFM copies every ``t_<key>`` into its teacher model's config.
@@ -77,6 +82,15 @@ def unknown_keys(keys, known):
     def is_known(key):
         return key in known or (key.startswith(TEACHER_PREFIX) and key[len(TEACHER_PREFIX):] in known)
     return sorted(str(key) for key in keys if not is_known(key))
+
+
+def check_removed_keys(sources):
+    """ConfigError for the first key of ``sources`` (``{where: keys}``) in REMOVED_KEYS."""
+    for keys in sources.values():
+        removed = sorted(str(key) for key in keys if key in REMOVED_KEYS)
+        if removed:
+            key = removed[0]
+            raise ConfigError(f"{key} was removed in {REMOVED_KEYS[key]}: drop it from your config")
 
 
 def check_known_keys(sources, known):

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO_ROOT
 from recbole_hymirec.cli import ARGV_OVERRIDES_ENV
 from recbole_hymirec.config import Config, properties_dir
-from recbole_hymirec.config_keys import (KEYS_OUTSIDE_PROPERTY_FILES, known_keys,
+from recbole_hymirec.config_keys import (KEYS_OUTSIDE_PROPERTY_FILES, REMOVED_KEYS, known_keys,
                                          property_file_keys, recbole_properties_dir)
 from recbole_hymirec.errors import ConfigError
 
@@ -59,6 +59,36 @@ def test_misspelt_keys_in_a_file_and_in_config_dict_say_where(tmp_path):
         Config("SASRec", "ml-100k", config_file_list=[str(good), str(bad)])
     with pytest.raises(ConfigError, match=r"^unknown config key\(s\) 'qqq_zzz' in config_dict:"):
         Config("SASRec", "ml-100k", config_dict={"hidden_size": 16, "qqq_zzz": 1})
+
+
+def test_a_removed_key_in_a_yaml_file_gets_its_own_error(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("epochs: 2\nhistory_ids: True\n")
+    with pytest.raises(ConfigError) as err:
+        Config("HyMiRec", "ml-100k", config_file_list=[str(path)])
+    assert str(err.value) == "history_ids was removed in 0.2.0: drop it from your config"
+
+
+def test_a_removed_key_on_the_command_line_gets_its_own_error(monkeypatch):
+    monkeypatch.setenv(ARGV_OVERRIDES_ENV, "1")
+    monkeypatch.setattr(sys, "argv", ["prog", "--lr_schedule=cosine"])
+    with pytest.raises(ConfigError) as err:
+        Config("HyMiRec", "ml-100k")
+    assert str(err.value) == "lr_schedule was removed in 0.2.0: drop it from your config"
+
+
+def test_a_removed_key_is_refused_with_strict_config_keys_false():
+    with pytest.raises(ConfigError) as err:
+        Config("HyMiRec", "ml-100k",
+               config_dict={"context_order": "recent_first", "strict_config_keys": False})
+    assert str(err.value) == "context_order was removed in 0.2.0: drop it from your config"
+
+
+def test_no_property_file_sets_a_removed_key():
+    for path in glob.glob(os.path.join(REPO_ROOT, "properties", "**", "*.*"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        assert not [key for key in REMOVED_KEYS if key in text], path
 
 
 def test_known_keys_of_recbole_and_the_plugin_pass():

@@ -111,17 +111,6 @@ def test_train_stride_keeps_every_kth_prefix_and_leaves_eval_untouched(tiny_data
         assert torch.equal(a.inter_feat[TARGET_POSITION_FIELD], b.inter_feat[TARGET_POSITION_FIELD])
 
 
-def test_stride_phases_partition_the_training_prefixes(tiny_data_path):
-    full = HyMiRecDataset(_config(tiny_data_path)).build()[0]
-    strided = HyMiRecDataset(_config(tiny_data_path, train_stride=3)).build()[0]
-    rows = lambda split: list(zip(*[t.tolist() for t in _rows(split)[:2]]))  # (user, position)
-    phases = [rows(strided.stride_phase(p)) for p in range(3)]
-    assert phases[0] == rows(strided)  # phase 0 is the split build() gave
-    assert all(phases) and sorted(sum(phases, [])) == sorted(rows(full))  # disjoint, complete
-    assert rows(strided.stride_phase(4)) == phases[1]  # phases repeat every k epochs
-    assert strided.stride_phase(2).item_counter == full.item_counter
-
-
 def test_long_history_shorter_than_recent_window_is_refused(tiny_data_path):
     with pytest.raises(ConfigError, match=r"long_seq_len=2 is shorter than the recent window "
                                           r"MAX_ITEM_LIST_LENGTH=3\. Fix: set long_seq_len >= 3"):

@@ -14,7 +14,7 @@ def trained(assets):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
     result = run_recbole_hymirec("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(
-        data_path, llm_path, dense_loss_weight=1.0, context_order="recent_first", epochs=2))
+        data_path, llm_path, dense_loss_weight=1.0, coarse_history="before_window", epochs=2))
     # each test runs in a folder of its own (conftest): keep the path valid there
     return dict(result, saved_model_file=os.path.abspath(result["saved_model_file"]))
 

@@ -231,7 +231,7 @@ def test_printed_command_runs_its_presets_budget(where, run, monkeypatch):
 
 
 def test_readme_gpu_command_runs_hymirec_on_its_rows_windows(monkeypatch):
-    """The README's next step after rows 41/42/48 (their model keys on a GPU) reads the same
+    """The README's next step after rows 20/21/25 (their model keys on a GPU) reads the same
     windows as those rows (N = 10, L_long = 100) with their batch and epochs, whatever the
     protocol file or the baselines' budget set."""
     readme = os.path.join(REPO_ROOT, "README.md")

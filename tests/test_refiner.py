@@ -180,26 +180,22 @@ def test_loss_goes_down(llm_folders):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_recent_first_window_outputs_never_read_the_coarse_tokens(llm_folders):
-    coarse, coarse_mask, recent, recent_mask = make_batch(make_refiner(llm_folders["llama"]).hidden_size)
-    other_coarse = coarse + 1.0
-    changed = {}
-    for order in ("recent_first", "coarse_first"):
-        refiner = make_refiner(llm_folders["llama"], context_order=order).eval()
-        with torch.no_grad():
-            interests, outputs = refiner.forward_with_recent(coarse, coarse_mask, recent,
-                                                             recent_mask, with_recent=True)
-            _, moved = refiner.forward_with_recent(other_coarse, coarse_mask, recent,
-                                                   recent_mask, with_recent=True)
-            assert torch.allclose(interests, refiner(coarse, coarse_mask, recent, recent_mask))
-        assert outputs.shape == (3, N, OUT_DIM)
-        real = recent_mask.unsqueeze(2).expand_as(outputs)
-        changed[order] = not torch.allclose(outputs[real], moved[real], atol=1e-5)
-    assert changed == {"recent_first": False, "coarse_first": True}
+def test_window_outputs_read_the_coarse_tokens_before_them(llm_folders):
+    refiner = make_refiner(llm_folders["llama"]).eval()
+    coarse, coarse_mask, recent, recent_mask = make_batch(refiner.hidden_size)
+    with torch.no_grad():
+        interests, outputs = refiner.forward_with_recent(coarse, coarse_mask, recent,
+                                                         recent_mask, with_recent=True)
+        _, moved = refiner.forward_with_recent(coarse + 1.0, coarse_mask, recent,
+                                               recent_mask, with_recent=True)
+        assert torch.allclose(interests, refiner(coarse, coarse_mask, recent, recent_mask))
+    assert outputs.shape == (3, N, OUT_DIM)
+    real = recent_mask.unsqueeze(2).expand_as(outputs)
+    assert not torch.allclose(outputs[real], moved[real], atol=1e-5)
 
 
 def test_window_outputs_are_causal_and_come_only_when_asked(llm_folders):
-    refiner = make_refiner(llm_folders["llama"], context_order="recent_first").eval()
+    refiner = make_refiner(llm_folders["llama"]).eval()
     coarse, coarse_mask, recent, recent_mask = make_batch(refiner.hidden_size)
     later = recent.clone()
     later[1, 3:] += 1.0  # row 1 is a full window: tokens 3 and 4 change
@@ -209,9 +205,3 @@ def test_window_outputs_are_causal_and_come_only_when_asked(llm_folders):
         _, moved = refiner.forward_with_recent(coarse, coarse_mask, later, recent_mask, True)
     assert torch.allclose(outputs[1, :3], moved[1, :3], atol=1e-5)  # earlier tokens: unchanged
     assert not torch.allclose(outputs[1, 3:], moved[1, 3:], atol=1e-5)
-
-
-def test_unknown_context_order_is_named(llm_folders):
-    with pytest.raises(ConfigError, match=r"context_order='last' is not one of \['coarse_first', "
-                                          r"'recent_first'\]\. Fix: --context_order=coarse_first"):
-        make_refiner(llm_folders["llama"], context_order="last")

@@ -116,10 +116,6 @@ class HyMiRecDataset(SequentialDataset):
         for key, value in (("dmil_window", self.dmil_window), ("train_stride", self.train_stride)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 1. Fix: set --{key}=1 or more.")
-        if config["train_stride_rotate"] and self.train_stride == 1:
-            raise ConfigError("train_stride_rotate=True rotates the phases of a strided training "
-                              "split, but train_stride=1 keeps every prefix. Fix: --train_stride=10 "
-                              "(or more), or --train_stride_rotate=False.")
 
     def data_augmentation(self):
         super().data_augmentation()
@@ -161,19 +157,13 @@ class HyMiRecDataset(SequentialDataset):
         self.user_history.set_train_end(train.inter_feat[self.uid_field],
                                         train.inter_feat[TARGET_POSITION_FIELD])
         if self.train_stride > 1:
-            datasets[0] = self._strided_copy(train, phase=0)
+            datasets[0] = self._strided_copy(train)
         return datasets
 
-    def _strided_copy(self, train, phase):
-        strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat, phase)])
+    def _strided_copy(self, train):
+        strided = train.copy(train.inter_feat[self._stride_mask(train.inter_feat)])
         strided.unstrided_split = train
         return strided
-
-    def stride_phase(self, phase):
-        """This strided training split with the prefixes of another phase (``train_stride_rotate``):
-        phase p keeps the prefixes ``p, p + k, p + 2k, ...`` counted back from the last one, so
-        the ``k`` phases partition the training prefixes and phase 0 is the split ``build`` gave."""
-        return self._strided_copy(self.unstrided_split, phase % self.train_stride)
 
     @property
     def item_counter(self):
@@ -183,9 +173,8 @@ class HyMiRecDataset(SequentialDataset):
         unstrided = getattr(self, "unstrided_split", None)
         return unstrided.item_counter if unstrided is not None else super().item_counter
 
-    def _stride_mask(self, inter_feat, phase=0):
-        """Keep every ``train_stride``-th training prefix, counted back from the last one
-        (``phase`` = how many prefixes before the last one the count starts)."""
+    def _stride_mask(self, inter_feat):
+        """Keep every ``train_stride``-th training prefix, counted back from the last one."""
         user_ids, positions = inter_feat[self.uid_field], inter_feat[TARGET_POSITION_FIELD]
         from_last = self.user_history.train_end[user_ids] - 1 - positions  # [rows]
-        return from_last % self.train_stride == phase
+        return from_last % self.train_stride == 0

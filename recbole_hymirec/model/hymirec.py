@@ -24,27 +24,23 @@ full_history`` makes the LLM read the whole ``long_seq_len`` history itself (no 
 lightweight branch); ``n_interests: 1`` and ``dmil_window: 1`` are plain settings.
 
 Our additions (off by default): ``use_id_embedding`` (ID residual in the item tower),
-``history_ids`` (the user side reads IDs too: the window tokens add the item tower's ID
-embeddings, the long-history tokens learnable embeddings of their codes), ``item_bias``,
-``loss_masks_seen``, ``readout_loss_weight`` (a softmax loss on the ranking's own max over
-interests, next to DMIL's matched-interest loss), ``history_item_dropout`` (training rows
-hide random history items from the LLM window and the lightweight branch),
-``dense_loss_weight`` with ``context_order: recent_first`` (every token of the LLM's window
-also predicts the item after it, HLLM-style, so a training row trains every prefix of its
-window, not only the one before its target), ``similarity: dot`` (SASRec's dot-product
-scorer instead of the scaled cosine), ``ranking_readout`` (the ranking also, or only, uses
-the last window token's next-item state that the dense loss trains), ``coarse_history:
-before_window`` (the lightweight branch reads the history before the LLM's window, so
-``dense_loss_weight`` works with the method's ``coarse_first`` order without a leak).
+``item_bias``, ``loss_masks_seen`` (with the protocol's ``mask_seen_items``),
+``readout_loss_weight`` (a softmax loss on the ranking's own max over interests, next to
+DMIL's matched-interest loss), ``dense_loss_weight`` with ``coarse_history: before_window``
+(every token of the LLM's window also predicts the item after it, HLLM-style, so a training
+row trains every prefix of its window, not only the one before its target; the lightweight
+branch then reads the history before the LLM's window, so no window token sees its target),
+``similarity: dot`` (SASRec's dot-product scorer instead of the scaled cosine),
+``ranking_readout`` (the ranking also, or only, uses the last window token's next-item state
+that the dense loss trains).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, training_item_counts
+from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.model.code_embedding import CodeEmbedding
 from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
@@ -79,22 +75,18 @@ class HyMiRec(SequentialRecommender):
         self.readout_loss_weight = config["readout_loss_weight"] or 0.0  # ~ switches it off
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
-        self.item_bias_init = config["item_bias_init"]
-        self.item_bias_lr = config["item_bias_lr"]
         self.loss_type = config["loss_type"]
         self.loss_masks_seen = config["loss_masks_seen"]
+        self.mask_seen_items = config["mask_seen_items"]
         self.llm_num_layers = config["llm_num_layers"]
         self.use_long_history = config["use_long_history"]
         self.long_history_input = config["long_history_input"]
         self.refiner_reads = config["refiner_reads"]
-        self.history_ids = config["history_ids"]
-        self.history_item_dropout = config["history_item_dropout"] or 0.0  # ~ switches it off
-        self.context_order = config["context_order"]
-        self.coarse_history = config["coarse_history"] or "up_to_target"  # older checkpoints lack it
+        self.coarse_history = config["coarse_history"]
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self.similarity = config["similarity"]
-        self.ranking_readout = config["ranking_readout"] or "interests"  # older checkpoints lack it
-        self.precision = config["precision"] or "auto"  # older checkpoints lack it
+        self.ranking_readout = config["ranking_readout"]
+        self.precision = config["precision"]
         self._check_config(dataset)
         self.llm_precision = resolve_precision(self.precision, config["device"])  # fp32 / bf16
         self.user_history = dataset.user_history
@@ -132,17 +124,13 @@ class HyMiRec(SequentialRecommender):
             llm, self.n_interests, self.embedding_size, lora_r=config["lora_r"],
             lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
             lora_target_modules=config["lora_target_modules"], head_dropout=config["head_dropout"],
-            context_order=self.context_order, precision=self.llm_precision)
+            precision=self.llm_precision)
         self.item_tower = nn.Linear(content_size, self.embedding_size)
         self.item_id_embedding = (self._zero_id_embedding() if self.use_id_embedding else None)
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
-        self.item_bias = (nn.Parameter(self._initial_item_bias(dataset)) if self.use_item_bias
-                          else None)
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
         self.dmil = DMILLoss(temperature_init=config["temperature"],
                              kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
-        # built last: layers drawn from the random generator before them start the same
-        # with history_ids on or off
-        self.code_embedding, self.id_to_llm = self._history_id_layers(config, llm_size)
 
     def _check_config(self, dataset):
         if not hasattr(dataset, "user_history"):
@@ -158,9 +146,8 @@ class HyMiRec(SequentialRecommender):
         self._check_ablation_keys()
 
     def _check_ablation_keys(self):
-        choices = {"long_history_input": ("codes", "raw"), "item_bias_init": ("zeros", "popularity"),
+        choices = {"long_history_input": ("codes", "raw"),
                    "refiner_reads": ("hybrid", "full_history"),
-                   "context_order": ("coarse_first", "recent_first"),
                    "coarse_history": ("up_to_target", "before_window"),
                    "similarity": ("cosine", "dot"),
                    "ranking_readout": ("interests", "interests_and_next", "next"),
@@ -172,28 +159,20 @@ class HyMiRec(SequentialRecommender):
         if not (_is_number(self.readout_loss_weight) and self.readout_loss_weight >= 0):
             raise ConfigError(f"readout_loss_weight={self.readout_loss_weight!r} must be a number "
                               ">= 0 (0 = off). Fix: --readout_loss_weight=1.0")
-        if not (_is_number(self.history_item_dropout) and 0 <= self.history_item_dropout < 1):
-            raise ConfigError(f"history_item_dropout={self.history_item_dropout!r} must be a "
-                              "number in [0, 1) (0 = off). Fix: --history_item_dropout=0.2")
         if not (_is_number(self.dense_loss_weight) and self.dense_loss_weight >= 0):
             raise ConfigError(f"dense_loss_weight={self.dense_loss_weight!r} must be a number "
                               ">= 0 (0 = off). Fix: --dense_loss_weight=1.0")
-        if self.item_bias_lr is not None and not (
-                _is_number(self.item_bias_lr) and self.item_bias_lr > 0):
-            raise ConfigError(f"item_bias_lr={self.item_bias_lr!r} must be a number > 0, or None "
-                              "for the learner's learning_rate. Fix: --item_bias_lr=0.05")
         # booleans need no check here: the plugin's Config refuses a value of the wrong kind
-        if self.history_ids and not self.use_id_embedding:
-            raise ConfigError("history_ids=True feeds the item tower's ID embeddings to the user "
-                              "side, but use_id_embedding=False. Fix: --use_id_embedding=True, "
-                              "or --history_ids=False.")
+        if self.loss_masks_seen and not self.mask_seen_items:
+            raise ConfigError("loss_masks_seen=True trains for a ranking that masks seen items, "
+                              "but mask_seen_items=False. Fix: --mask_seen_items=True, or "
+                              "--loss_masks_seen=False.")
         if self.dense_loss_weight > 0 and self.uses_lightweight and \
-                self.context_order == "coarse_first" and self.coarse_history == "up_to_target":
+                self.coarse_history == "up_to_target":
             raise ConfigError("dense_loss_weight > 0 trains each window token to predict the next "
-                              "item, but with context_order=coarse_first it reads the coarse "
-                              "interests, built from a history that holds that item. Fix: "
-                              "--coarse_history=before_window, --context_order=recent_first, or "
-                              "--dense_loss_weight=0.")
+                              "item, but the window reads the coarse interests, built from a "
+                              "history that holds that item. Fix: --coarse_history=before_window, "
+                              "or --dense_loss_weight=0.")
         if self.ranking_readout != "interests" and self.dense_loss_weight == 0:
             raise ConfigError(f"ranking_readout={self.ranking_readout} ranks with the last window "
                               "token's next-item state, which only dense_loss_weight > 0 trains. "
@@ -210,25 +189,6 @@ class HyMiRec(SequentialRecommender):
         embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         nn.init.zeros_(embedding.weight)
         return embedding
-
-    def _history_id_layers(self, config, llm_size):
-        """``history_ids``: learnable embeddings of the long history's codes (None without the
-        lightweight branch) and a projection of the item tower's ID embeddings into the LLM
-        window; ``(None, None)`` when off. Bias-free: a zero ID embedding adds nothing, so the
-        window starts as content only."""
-        if not self.history_ids:
-            return None, None
-        code_embedding = (CodeEmbedding(self.codebook.n_layers, self.codebook.codebook_size,
-                                        config["light_hidden_size"])
-                          if self.uses_lightweight else None)
-        return code_embedding, nn.Linear(self.embedding_size, llm_size, bias=False)
-
-    def _initial_item_bias(self, dataset):
-        """Zeros, or the centred log(1 + training count) of every item (``popularity``)."""
-        if self.item_bias_init == "zeros":
-            return torch.zeros(self.n_items)
-        bias = torch.log1p(training_item_counts(dataset))  # [n_items]
-        return bias - bias[1:].mean()
 
     @property
     def uses_lightweight(self):
@@ -273,20 +233,7 @@ class HyMiRec(SequentialRecommender):
         items, lengths = self.user_history.history(users, positions, self.long_seq_len)
         items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
         mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
-        return items, self._drop_history_items(mask)
-
-    def _drop_history_items(self, mask):
-        """Training only: hide each history item with probability ``history_item_dropout``,
-        the most recent always kept (histories are left-aligned) ``[B, T] -> [B, T]``.
-        Every epoch replays the same strided prefixes, and HyMiRec peaks on valid after ~5
-        epochs: random crops of the history are new inputs each time. Masked, not removed:
-        the refiner and the lightweight branch renumber positions over the kept items."""
-        if not self.training or self.history_item_dropout == 0:
-            return mask
-        keep = torch.rand(mask.shape, device=mask.device) >= self.history_item_dropout  # [B, T]
-        last = (mask.sum(dim=1, keepdim=True) - 1).clamp(min=0)  # [B, 1]
-        keep.scatter_(1, last, True)
-        return mask & keep
+        return items, mask
 
     def long_history(self, interaction):
         """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
@@ -300,13 +247,6 @@ class HyMiRec(SequentialRecommender):
             return self.item_content[items]
         return self.decoded_items(items)
 
-    def history_code_embeddings(self, items):
-        """Learnable embeddings of the items' codes ``[B, L] -> [B, L, h]`` (None without
-        ``history_ids``)."""
-        if self.code_embedding is None:
-            return None
-        return self.code_embedding(self.item_codes[items])
-
     def _window(self, interaction):
         """The items the LLM reads as ``(ids [B, T], mask [B, T])``: the recent window, or the
         whole long history with ``refiner_reads: full_history``."""
@@ -314,7 +254,7 @@ class HyMiRec(SequentialRecommender):
             return self.long_history_items(interaction)
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         mask = torch.arange(item_seq.shape[1], device=self.device) < item_seq_len.unsqueeze(1)
-        return item_seq, self._drop_history_items(mask)
+        return item_seq, mask
 
     def forward(self, interaction):
         """``(refined interests [B, K, d], coarse interests [B, M, d] or None)``; never reads
@@ -327,12 +267,10 @@ class HyMiRec(SequentialRecommender):
         LLM's window tokens with ``with_recent`` (else None)."""
         items, items_mask = self._window(interaction)  # [B, T], [B, T]
         recent = self.item_to_llm(self.item_content[items])  # [B, T, D_llm]
-        if self.id_to_llm is not None:
-            recent = recent + self.id_to_llm(self.item_id_embedding(items))  # [B, T, D_llm]
         if self.uses_lightweight:
             history_items, history_mask = self.coarse_history_items(interaction)  # [B, L], [B, L]
-            coarse = self.lightweight(self.history_content(history_items), history_mask,
-                                      self.history_code_embeddings(history_items))  # [B, M, h]
+            coarse = self.lightweight(self.history_content(history_items),
+                                      history_mask)  # [B, M, h]
             coarse_tokens = self.coarse_to_llm(coarse)  # [B, M, D_llm]
         else:
             coarse = None
@@ -396,13 +334,12 @@ class HyMiRec(SequentialRecommender):
 
     @staticmethod
     def _window_lengths(window_items):
-        """Items in each left-aligned window before any dropout ``[B, T] -> [B]``."""
+        """Items in each left-aligned window ``[B, T] -> [B]``."""
         return (window_items > 0).sum(dim=1)
 
     def dense_next_items(self, interaction, window_items, window_mask):
         """The item after each window token ``[B, T]`` (0 = none): the next window item, and the
-        row's target after the last one. A token hidden by ``history_item_dropout`` predicts
-        nothing (its state does not exist); the item after it is still the true next item."""
+        row's target after the last one."""
         lengths = self._window_lengths(window_items)  # [B]
         following = torch.cat([window_items[:, 1:], window_items.new_zeros(len(lengths), 1)], 1)
         last = (lengths - 1).clamp(min=0).unsqueeze(1)  # [B, 1]

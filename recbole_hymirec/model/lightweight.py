@@ -120,35 +120,28 @@ class LightweightInterestExtractor(nn.Module):
                 f"max_len={self.max_len}: raise max_len to at least the long history length."
             )
 
-    def embed_history(self, history, mask, extra=None):
-        """Projected history (+ ``extra``) + recency positions, normalised -> [B, L, h]."""
+    def embed_history(self, history, mask):
+        """Projected history + recency positions, normalised -> [B, L, h]."""
         positions = recency_positions(mask)  # [B, L]
         # zero the padding: masked keys get weight 0, but 0 * inf/NaN would still leak in.
         history = history.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, L, input_dim]
         x = self.input_proj(history) + self.position_embedding(positions)  # [B, L, h]
-        if extra is not None:
-            x = x + extra.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, L, h]
         return self.input_dropout(self.input_norm(x))
 
-    def forward(self, history, mask, extra=None):
+    def forward(self, history, mask):
         """Coarse interests.
 
         Args:
             history: [B, L, input_dim] decoded embeddings of the long history.
             mask: [B, L] bool, True for real items (an all-False row is an empty history).
-            extra: optional [B, L, hidden_size] per-item embeddings added to the projected
-                history (HyMiRec's learnable code embeddings).
 
         Returns:
             [B, M, hidden_size] the states at the query positions.
         """
         mask = mask.bool()
         self._check_inputs(history, mask)
-        if extra is not None and extra.shape != (*mask.shape, self.hidden_size):
-            raise ValueError(f"extra must be {(*mask.shape, self.hidden_size)}, got "
-                             f"{tuple(extra.shape)}.")
         batch_size, length = mask.shape
-        x = self.embed_history(history, mask, extra)  # [B, L, h]
+        x = self.embed_history(history, mask)  # [B, L, h]
         queries = self.queries.unsqueeze(0).expand(batch_size, -1, -1)  # [B, M, h]
         tokens = torch.cat([x, queries], dim=1)  # [B, L + M, h]
         # key padding mask: True = ignore; the queries are always visible.

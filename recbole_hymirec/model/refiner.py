@@ -2,9 +2,7 @@
 recent items into ``K`` refined interest embeddings.
 
 The backbone reads ``inputs_embeds = [real coarse tokens ; real recent tokens ; K query tokens]``
-per row (``context_order="recent_first"``: recent tokens before the coarse ones, so that under
-the causal mask a recent token never reads the coarse interests; see ``forward_with_recent``).
-Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last ``K``
+per row. Rows are left-padded so that every row's ``K`` learnable query tokens sit in the last ``K``
 positions; the last-layer states there go through a projection head (RED-Rec style:
 ``LayerNorm(x + Dropout(Linear(GELU(Linear(x)))))`` then ``Linear(D -> d)``).
 
@@ -55,28 +53,22 @@ class LLMRefiner(nn.Module):
         lora_target_modules: names of the layers to adapt (Llama/Qwen2: ``q_proj``, ``v_proj``;
             GPT-2: ``c_attn``); a list, or a comma-separated string.
         head_dropout: dropout inside the projection head.
-        context_order: ``coarse_first`` (the method) or ``recent_first``.
         precision: ``bf16`` runs the backbone under bf16 autocast, ``fp32`` without it (as
             resolved by :func:`recbole_hymirec.model.llm.resolve_precision`); the head, and
             what it returns, stay fp32 either way.
     """
 
-    CONTEXT_ORDERS = ("coarse_first", "recent_first")
     RESOLVED_PRECISIONS = ("fp32", "bf16")
 
     def __init__(self, llm_model, n_interests, output_dim, lora_r=8, lora_alpha=16,
                  lora_dropout=0.05, lora_target_modules=("q_proj", "v_proj"), head_dropout=0.1,
-                 context_order="coarse_first", precision="fp32"):
+                 precision="fp32"):
         super().__init__()
         self._check_args(n_interests, output_dim, lora_r)
-        if context_order not in self.CONTEXT_ORDERS:
-            raise ConfigError(f"context_order={context_order!r} is not one of "
-                              f"{list(self.CONTEXT_ORDERS)}. Fix: --context_order=coarse_first.")
         if precision not in self.RESOLVED_PRECISIONS:
             raise ConfigError(f"precision={precision!r} is not one of "
                               f"{list(self.RESOLVED_PRECISIONS)} (resolve 'auto' first). "
                               "Fix: pass resolve_precision(precision, device).")
-        self.recent_first = context_order == "recent_first"
         self.precision = precision
         self.n_interests = int(n_interests)
         self.output_dim = int(output_dim)
@@ -132,8 +124,7 @@ class LLMRefiner(nn.Module):
     def build_inputs(self, coarse, coarse_mask, recent, recent_mask):
         """Left-padded backbone inputs with the ``K`` query tokens in the last ``K`` positions.
 
-        Real tokens of each row (coarse then recent, or recent then coarse, each in its own
-        order) are packed to the right, just before the queries, with a vectorised scatter;
+        Real tokens of each row (coarse then recent, each in its own order) are packed to the right, just before the queries, with a vectorised scatter;
         masks need not be contiguous.
 
         Returns:
@@ -141,11 +132,8 @@ class LLMRefiner(nn.Module):
             recent_slots [B, N])`` with ``T = max real tokens + K``; ``recent_slots`` is where
             each real recent token sits (any slot in ``[0, T)`` for a masked one).
         """
-        parts = [(recent, recent_mask), (coarse, coarse_mask)]
-        if not self.recent_first:
-            parts.reverse()
-        tokens = torch.cat([parts[0][0], parts[1][0]], dim=1)  # [B, M+N, D]
-        mask = torch.cat([parts[0][1], parts[1][1]], dim=1).bool()  # [B, M+N]
+        tokens = torch.cat([coarse, recent], dim=1)  # [B, M+N, D]
+        mask = torch.cat([coarse_mask, recent_mask], dim=1).bool()  # [B, M+N]
         batch, _, dim = tokens.shape
         n_real = mask.sum(dim=1)  # [B]
         width = int(n_real.max()) if batch else 0  # context width without the queries
@@ -167,7 +155,7 @@ class LLMRefiner(nn.Module):
         # Each row's real tokens get positions 0.. whatever its padding (RoPE and GPT-2 alike).
         position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, T]
         n_recent = recent.shape[1]
-        recent_slots = dest[:, :n_recent] if self.recent_first else dest[:, dest.shape[1] - n_recent:]
+        recent_slots = dest[:, dest.shape[1] - n_recent:]
         return inputs_embeds, attention_mask, position_ids, recent_slots.clamp(min=0)  # [B, N]
 
     # ------------------------------------------------------------------------- forward
