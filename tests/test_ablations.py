@@ -365,7 +365,7 @@ def test_weight_decay_reaches_the_weight_matrices_only(assets):
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert decayed | kept == trainable and not decayed & kept
     assert any("lora_A" in name for name in decayed) and any("lora_B" in name for name in decayed)
-    assert {"item_tower.weight", "item_to_llm.weight", "coarse_to_llm.weight",
+    assert {"item_tower.weight", "item_to_llm.linear.weight", "coarse_to_llm.linear.weight",
             "item_id_embedding.weight"} <= decayed
     assert {"item_bias", "dmil.log_logit_scale", "refiner.interest_queries",
             "lightweight.queries", "item_tower.bias"} <= kept
