@@ -66,6 +66,19 @@ def test_final_targets_return_to_a_long_history_topic(small):
         assert 3 <= len(topics) <= 4 and {item_topic[i] for i in items} == topics
 
 
+def test_after_the_warm_up_every_topic_is_one_the_history_holds(small):
+    """The warm-up visits every planted topic, so a return always resumes a known series."""
+    _, folder = small
+    planted = synthetic.read_planted(folder, NAME)
+    item_topic = planted["item_topic"]
+    for user, items in synthetic.read_sequences(folder, NAME).items():
+        topics = [item_topic[i] for i in items]
+        warm_up = SMALL.warmup_items * len(planted["user_topics"][user])
+        assert set(topics[:warm_up]) == set(planted["user_topics"][user])
+        assert all(topic in topics[:position] for position, topic in
+                   enumerate(topics) if position >= warm_up)
+
+
 def test_items_follow_their_series_within_a_topic(small):
     """Beyond the topic there is signal: a user's next item of a topic is mostly the one right
     after their previous item of that topic (series order), returns included."""

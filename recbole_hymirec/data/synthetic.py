@@ -11,8 +11,9 @@ The process, per user (see ``SyntheticSpec`` for the sizes):
 * items belong to ``n_topics`` topics; an item's title and ``class`` carry its topic's words,
   so a content encoder separates the topics; within a topic, items form an ordered series
   whose first items are the popular ones;
-* a user holds ``interests_per_user`` planted topics and lives through ``cycles`` cycles;
-  a cycle is one long *block* in one planted topic (``block_length`` items, at least 50)
+* a user holds ``interests_per_user`` planted topics; a short *warm-up* visits each of them
+  ``warmup_items`` times, so that every later visit to a topic resumes a series the history
+  holds; then the user lives through ``cycles`` cycles; a cycle is one long *block* in one planted topic (``block_length`` items, at least 50)
   followed by one *return* item from each of the user's other planted topics, the topic
   visited longest ago first; the next block is in another planted topic;
 * inside a topic a user walks its series forward from where they left it (mostly one step,
@@ -61,6 +62,7 @@ class SyntheticSpec:
     items_per_topic: int = 48
     interests_per_user: tuple = (3, 4)  # planted topics per user, inclusive range; >= 3 makes
     # both the valid and the test item returns
+    warmup_items: int = 2  # items of each planted topic before the first block
     cycles: tuple = (2, 3)  # (block + returns) cycles per user, inclusive range
     block_length: tuple = (50, 62)  # items of one block, inclusive range; >= 50 hides the
     # other topics from a 50-item recent window at the final targets
@@ -82,6 +84,8 @@ class SyntheticSpec:
             if not least <= first <= last:
                 raise ValueError(f"{name}={getattr(self, name)} must satisfy "
                                  f"{least} <= low <= high")
+        if self.warmup_items < 1:
+            raise ValueError(f"warmup_items={self.warmup_items} must be >= 1")
         if self.items_per_topic < 2:
             raise ValueError(f"items_per_topic={self.items_per_topic} must be >= 2")
 
@@ -156,6 +160,9 @@ def user_sequence(spec, rng):
     """(planted topics, item tokens in time order) of one user."""
     planted = rng.sample(range(spec.n_topics), rng.randint(*spec.interests_per_user))
     walk = UserWalk(spec, rng, planted)
+    for topic in reversed(planted):  # the first block's topic last
+        for _ in range(spec.warmup_items):
+            walk.visit(topic)
     block_topic = planted[0]
     n_cycles = rng.randint(*spec.cycles)
     for _ in range(n_cycles):
