@@ -16,7 +16,7 @@ from recbole_hymirec.utils import create_dataset
 
 NAME = "synth-mi"
 SMALL = SyntheticSpec(n_users=120)  # default topics, items and block lengths
-TINY = SyntheticSpec(n_users=24, n_topics=4, items_per_topic=8, cycles=(2, 2), block_length=(4, 5))
+TINY = SyntheticSpec(n_users=24, n_topics=4, interests_per_user=(3, 4), items_per_topic=8, cycles=(2, 2), block_length=(4, 5))
 
 
 def _files(folder):
@@ -58,12 +58,12 @@ def test_final_targets_return_to_a_long_history_topic(small):
     sequences = synthetic.read_sequences(folder, NAME)
     item_topic = planted["item_topic"]
     lengths = [len(s) for s in sequences.values()]
-    assert 100 <= min(lengths) and max(lengths) <= 200
+    assert 100 <= min(lengths) and max(lengths) <= 220
     for from_end in (1, 2):  # test, valid: hidden from a 50-item window, present before it
         assert synthetic.hidden_return_share(sequences, item_topic, 50, from_end) >= 0.9
     for user, items in sequences.items():
         topics = set(planted["user_topics"][user])
-        assert 3 <= len(topics) <= 4 and {item_topic[i] for i in items} == topics
+        assert 4 <= len(topics) <= 5 and {item_topic[i] for i in items} == topics
 
 
 def test_after_the_warm_up_every_topic_is_one_the_history_holds(small):

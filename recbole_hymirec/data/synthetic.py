@@ -60,8 +60,9 @@ class SyntheticSpec:
     n_users: int = 600
     n_topics: int = 10
     items_per_topic: int = 48
-    interests_per_user: tuple = (3, 4)  # planted topics per user, inclusive range; >= 3 makes
-    # both the valid and the test item returns
+    interests_per_user: tuple = (4, 5)  # planted topics per user, inclusive range; >= 3 makes
+    # both the valid and the test item returns, >= 4 puts a return before the valid item too,
+    # so both targets follow a cue a model can learn (a lone item of another topic)
     warmup_items: int = 2  # items of each planted topic before the first block
     cycles: tuple = (2, 3)  # (block + returns) cycles per user, inclusive range
     block_length: tuple = (50, 62)  # items of one block, inclusive range; >= 50 hides the
