@@ -20,12 +20,12 @@ import json
 import logging
 import os
 import string
-import tempfile
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from recbole_hymirec.atomic import atomic_open
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast
 from recbole_hymirec.model.random_state import random_state_kept
@@ -308,22 +308,6 @@ def _load_cached(path, key, expected_n=None):
         return None
 
 
-def _save_atomic(path, payload):
-    """torch.save to a temp file in the same folder, then os.replace: never half a file."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".item_emb-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def cached_item_embeddings(cache_dir, key_fields, compute_fn, expected_n=None):
     """Item embeddings from ``<cache_dir>/item_emb-<key[:16]>.pt`` or from ``compute_fn()``.
 
@@ -349,7 +333,8 @@ def cached_item_embeddings(cache_dir, key_fields, compute_fn, expected_n=None):
     payload = {"key": key, "key_fields": key_fields, "embeddings": emb, "n": int(emb.shape[0]),
                "checksum": _checksum(emb)}
     try:
-        _save_atomic(path, payload)
+        with atomic_open(path) as f:
+            torch.save(payload, f)
         logger.info("item embeddings written to %s", path)
     except (OSError, RuntimeError) as err:
         logger.warning("could not write the item embedding cache %s (%s); continuing without it",

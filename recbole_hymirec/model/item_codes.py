@@ -1,6 +1,6 @@
 """Stage 1 for one dataset: item text -> content LLM embeddings (cached) -> centred -> codebook codes.
 
-Used by the HyMiRec model (its frozen item side) and by ``python -m recbole_hymirec.stage1``.
+Used by the HyMiRec model (its frozen item side) and by ``python -m recbole_hymirec.tools.stage1``.
 Row ``i`` of every table is RecBole's internal item id ``i``; row 0 is the padding item
 (zero embedding, codes of the zero vector, never scored).
 """
@@ -65,7 +65,7 @@ def finetune_pairs(config, dataset):
     if history is None:
         raise ConfigError("encoder_finetune_epochs > 0 needs the built HyMiRecDataset (its "
                           "training sequences). Fix: build stage 1 through the HyMiRec model or "
-                          "`python -m recbole_hymirec.stage1`.")
+                          "`python -m recbole_hymirec.tools.stage1`.")
     return next_item_pairs(history)
 
 

@@ -1,6 +1,6 @@
 """How personal are a trained HyMiRec's interests? Prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.interest_report saved/HyMiRec-....pth [--rows 256] [--k 10]
+    python -m recbole_hymirec.tools.interest_report saved/HyMiRec-....pth [--rows 256] [--k 10]
 
 Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``INTERESTS {json}``:
 

@@ -1,6 +1,6 @@
 """Efficiency benchmark: prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
+    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
 
 Prints one line ``BENCH {json}``, measured on this machine's CPU and, when a GPU is present,
 on CUDA too (``device`` names it):
