@@ -34,7 +34,7 @@ from torch.nn.functional import normalize
 
 from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
-from recbole_hymirec.model.dmil import max_over_interests
+from recbole_hymirec.model.retrieval import max_over_interests
 
 
 def build_parser():
