@@ -26,7 +26,7 @@ test: install
 # HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side: the protocol,
 # then the baselines' preset, then HyMiRec's own preset (the last preset sets its whole budget).
 demo: install
-	$(PYTHON) -m recbole_hymirec.leaderboard -d ml-100k -m HyMiRec,SASRec --force --out saved/demo \
+	$(PYTHON) -m recbole_hymirec.tools.leaderboard -d ml-100k -m HyMiRec,SASRec --force --out saved/demo \
 		--config_files "properties/benchmark/demo.yaml properties/presets/demo_cpu.yaml" \
 		--model_config HyMiRec=properties/presets/hymirec_cpu.yaml
 

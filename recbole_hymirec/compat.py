@@ -123,9 +123,6 @@ def apply():
     check_versions()
     patch_checkpoint_loading()
     patch_collector()
-    from recbole_hymirec.metrics import register_metrics
-
-    register_metrics()
     _applied = True
 
 

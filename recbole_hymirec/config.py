@@ -18,26 +18,8 @@ from recbole_hymirec.cli import ARGV_OVERRIDES_ENV
 from recbole_hymirec.config_keys import (check_known_keys, check_removed_keys, known_keys,
                                          unknown_keys, with_suggestions)
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.metrics import register_metrics
+from recbole_hymirec.property_files import properties_dir
 from recbole_hymirec.utils import get_model
-
-register_metrics()  # before any Config checks metric names
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def properties_dir():
-    """``properties/``: inside the installed package (wheel), else at the checkout's top."""
-    for candidate in (
-        os.path.join(_PACKAGE_DIR, "properties"),
-        os.path.join(os.path.dirname(_PACKAGE_DIR), "properties"),
-    ):
-        if os.path.isdir(os.path.join(candidate, "dataset")):
-            return candidate
-    raise FileNotFoundError(
-        "recbole_hymirec's properties/ folder is missing from both the package and the "
-        "checkout. Fix: reinstall the package (pip install -e . or the wheel)."
-    )
 
 
 def plugin_property_files(model, dataset):

@@ -19,6 +19,7 @@ from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.property_files import properties_dir
 
 ITEM_CONTENT_KEY = "data.item_content"
 STAGE1_DEFAULTS_FILE = os.path.join("model", "HyMiRec.yaml")
@@ -95,8 +96,6 @@ class _WithStage1Defaults:
     one space, whatever the item tower reads)."""
 
     def __init__(self, config):
-        from recbole_hymirec.config import properties_dir
-
         self._config = config
         with open(os.path.join(properties_dir(), STAGE1_DEFAULTS_FILE)) as f:
             self._defaults = yaml.safe_load(f) or {}

@@ -23,6 +23,7 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.metrics import attach_metric_data
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.presets import budget_keys
+from recbole_hymirec.property_files import properties_dir
 from recbole_hymirec.utils import create_dataset, get_model, get_trainer
 
 
@@ -77,7 +78,6 @@ def model_property_files(model):
     """RecBole's and the plugin's ``properties/model/<model>.yaml`` that exist."""
     import recbole
 
-    from recbole_hymirec.config import properties_dir
 
     candidates = [os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{model}.yaml"),
                   os.path.join(properties_dir(), "model", f"{model}.yaml")]

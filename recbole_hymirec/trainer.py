@@ -1,32 +1,18 @@
 """Trainers of the plugin models: ``<Model>Trainer`` classes are picked by utils.get_trainer."""
 import json
-import os
-import tempfile
 from contextlib import nullcontext
 
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_hymirec.atomic import atomic_open
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.weight_average import WeightAverage
 
 
 def _tensor_bytes(state):
     return sum(t.numel() * t.element_size() for t in state.values())
-
-
-def save_atomically(state, path):
-    """torch.save through a temp file in the same folder + rename: a crash never leaves half
-    a checkpoint, and an earlier run's file is only replaced by a complete one."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-ckpt-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f, pickle_protocol=4)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # Trainable tensors of two or more dimensions that are no weight matrix: learnable query
@@ -126,6 +112,7 @@ class HyMiRecTrainer(Trainer):
         }
         if self.weight_average is not None:
             state["weight_average"] = self.weight_average.training_state()
-        save_atomically(state, saved_model_file)
+        with atomic_open(saved_model_file) as f:  # never half a checkpoint
+            torch.save(state, f, pickle_protocol=4)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
-from recbole_hymirec import bench
 from recbole_hymirec.model import llm
+from recbole_hymirec.tools import bench
 
 
 def test_embed_bench_prints_one_line(tiny_data_path, tmp_path, capsys, monkeypatch):

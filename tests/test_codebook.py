@@ -4,14 +4,8 @@ import math
 import pytest
 import torch
 
-from recbole_hymirec.model.codebook import (
-    CosineResidualCodebook,
-    balanced_assign,
-    balanced_cosine_kmeans,
-    code_dtype,
-    cosine_assign,
-    remove_projection,
-)
+from recbole_hymirec.model.codebook import CosineResidualCodebook, code_dtype, remove_projection
+from recbole_hymirec.model.kmeans import balanced_assign, balanced_cosine_kmeans, cosine_assign
 
 
 def clustered_embeddings(n=500, dim=32, n_centres=8, noise=0.5, seed=0):
@@ -146,7 +140,7 @@ def test_the_codes_a_run_uses_are_the_codes_the_scales_were_fitted_on():
 
 def test_encode_reproduces_fit_codes_without_cap_and_handles_new_items(monkeypatch):
     # encode works in row chunks, fit on the whole similarity matrix: same codes all the same
-    monkeypatch.setattr("recbole_hymirec.model.codebook.SIMILARITY_CHUNK_ROWS", 64)
+    monkeypatch.setattr("recbole_hymirec.model.kmeans.SIMILARITY_CHUNK_ROWS", 64)
     pool = clustered_embeddings(n=400, dim=24, seed=3)
     codebook = CosineResidualCodebook(n_layers=3, codebook_size=16, max_cluster_share=1.0).fit(pool)
     assert torch.equal(codebook.encode(pool), codebook.codes)

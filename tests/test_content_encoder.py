@@ -6,8 +6,11 @@ import os
 import pytest
 import torch
 
+from recbole_hymirec.data import item_text
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model import centring
 from recbole_hymirec.model import content_encoder as ce
+from recbole_hymirec.model import embedding_cache as cache
 from recbole_hymirec.model.llm import load_causal_lm
 from tiny_llm import make_tiny_llm
 
@@ -44,7 +47,7 @@ def item_dir(tmp_path):
 # ----------------------------------------------------------------------------- item texts
 
 def test_default_template(item_dir):
-    texts = ce.read_item_texts(item_dir, "toy", ["[PAD]", "2", "1", "3", "4", "99"],
+    texts = item_text.read_item_texts(item_dir, "toy", ["[PAD]", "2", "1", "3", "4", "99"],
                                ["movie_title", "release_year", "class"])
     assert texts == [
         "unknown item",
@@ -57,14 +60,14 @@ def test_default_template(item_dir):
 
 
 def test_custom_template_and_typed_field_names(item_dir):
-    texts = ce.read_item_texts(item_dir, "toy", ["1"], ["movie_title:token_seq", "release_year"],
+    texts = item_text.read_item_texts(item_dir, "toy", ["1"], ["movie_title:token_seq", "release_year"],
                                template="{movie_title} ({release_year})")
     assert texts == ["Toy Story (1995)"]
 
 
 def test_unknown_field_lists_available_fields(item_dir):
     with pytest.raises(ConfigError) as err:
-        ce.read_item_texts(item_dir, "toy", ["1"], ["movie_title", "plot"])
+        item_text.read_item_texts(item_dir, "toy", ["1"], ["movie_title", "plot"])
     message = str(err.value)
     assert "['plot']" in message
     assert "available fields: ['item_id', 'movie_title', 'release_year', 'class']" in message
@@ -72,13 +75,13 @@ def test_unknown_field_lists_available_fields(item_dir):
 
 def test_template_field_outside_text_fields(item_dir):
     with pytest.raises(ConfigError, match=r"uses \['class'\]"):
-        ce.read_item_texts(item_dir, "toy", ["1"], ["movie_title"],
+        item_text.read_item_texts(item_dir, "toy", ["1"], ["movie_title"],
                            template="{movie_title} {class}")
 
 
 def test_missing_item_file(tmp_path):
     with pytest.raises(ConfigError) as err:
-        ce.read_item_texts(str(tmp_path), "nothing", ["1"], ["movie_title"])
+        item_text.read_item_texts(str(tmp_path), "nothing", ["1"], ["movie_title"])
     message = str(err.value)
     assert os.path.join(str(tmp_path), "nothing.item") in message and "Fix:" in message
 
@@ -168,62 +171,62 @@ KEY = {"llm": "hf:tiny:abc", "text_fields": ["movie_title"], "template": None,
 def test_cache_hit_on_second_call(tmp_path, caplog):
     value = torch.randn(3, 8)
     compute, calls = _counting(value)
-    emb, hit = ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
+    emb, hit = cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
     assert not hit and calls == [1] and torch.equal(emb, value)
-    with caplog.at_level(logging.INFO, logger=ce.__name__):
-        emb2, hit2 = ce.cached_item_embeddings(str(tmp_path / "c"), dict(KEY), compute)
+    with caplog.at_level(logging.INFO, logger=cache.__name__):
+        emb2, hit2 = cache.cached_item_embeddings(str(tmp_path / "c"), dict(KEY), compute)
     assert hit2 and calls == [1] and torch.equal(emb2, value)
     assert "cache hit" in caplog.text
     files = os.listdir(tmp_path / "c")
-    assert files == [f"item_emb-{ce.embedding_cache_key(KEY)[:16]}.pt"]  # no temp files left
+    assert files == [f"item_emb-{cache.embedding_cache_key(KEY)[:16]}.pt"]  # no temp files left
 
 
 def test_truncated_cache_is_rebuilt_with_warning(tmp_path, caplog):
     value = torch.randn(3, 8)
     compute, calls = _counting(value)
-    ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
-    path = ce.cache_file_path(str(tmp_path / "c"), ce.embedding_cache_key(KEY))
+    cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
+    path = cache.cache_file_path(str(tmp_path / "c"), cache.embedding_cache_key(KEY))
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
-    with caplog.at_level(logging.WARNING, logger=ce.__name__):
-        emb, hit = ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
+    with caplog.at_level(logging.WARNING, logger=cache.__name__):
+        emb, hit = cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
     assert not hit and calls == [1, 1] and torch.equal(emb, value)
     assert "unusable" in caplog.text
-    assert ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]  # rebuilt file is valid
+    assert cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]  # rebuilt file is valid
 
 
 def test_tampered_and_foreign_files_are_rebuilt(tmp_path, caplog):
     value = torch.randn(3, 8)
     compute, calls = _counting(value)
-    key = ce.embedding_cache_key(KEY)
-    path = ce.cache_file_path(str(tmp_path / "c"), key)
+    key = cache.embedding_cache_key(KEY)
+    path = cache.cache_file_path(str(tmp_path / "c"), key)
     os.makedirs(os.path.dirname(path))
     torch.save({"key": key, "embeddings": value + 1, "n": 3, "checksum": "bad"}, path)
-    with caplog.at_level(logging.WARNING, logger=ce.__name__):
-        assert not ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]
+    with caplog.at_level(logging.WARNING, logger=cache.__name__):
+        assert not cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]
     assert "checksum" in caplog.text and calls == [1]
     # same file name, another key (a 16-hex-digit prefix collision): never served
-    foreign = {"key": "x" * 64, "embeddings": value, "n": 3, "checksum": ce._checksum(value)}
+    foreign = {"key": "x" * 64, "embeddings": value, "n": 3, "checksum": cache._checksum(value)}
     torch.save(foreign, path)
-    assert not ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1] and calls == [1, 1]
+    assert not cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1] and calls == [1, 1]
     # a valid file with the wrong number of items for the caller
-    assert not ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute, expected_n=4)[1]
+    assert not cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute, expected_n=4)[1]
 
 
 def test_key_change_recomputes(tmp_path):
     compute, calls = _counting(torch.randn(3, 8))
-    ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
+    cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)
     other = dict(KEY, text_fields=["movie_title", "class"])
-    _, hit = ce.cached_item_embeddings(str(tmp_path / "c"), other, compute)
+    _, hit = cache.cached_item_embeddings(str(tmp_path / "c"), other, compute)
     assert not hit and calls == [1, 1] and len(os.listdir(tmp_path / "c")) == 2
-    assert ce.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]  # first still valid
+    assert cache.cached_item_embeddings(str(tmp_path / "c"), KEY, compute)[1]  # first still valid
 
 
 def test_encoder_through_cache(tmp_path, encoder):
     texts = ["Toy Story", "GoldenEye"]
-    cache = str(tmp_path / "c")
-    emb, hit = ce.cached_item_embeddings(cache, KEY, lambda: encoder.encode(texts, False))
-    emb2, hit2 = ce.cached_item_embeddings(cache, KEY, lambda: pytest.fail("recomputed"))
+    cache_dir = str(tmp_path / "c")
+    emb, hit = cache.cached_item_embeddings(cache_dir, KEY, lambda: encoder.encode(texts, False))
+    emb2, hit2 = cache.cached_item_embeddings(cache_dir, KEY, lambda: pytest.fail("recomputed"))
     assert (hit, hit2) == (False, True) and torch.equal(emb, emb2)
 
 
@@ -238,25 +241,25 @@ def test_variance_shares_see_one_dominant_direction_and_whitening_flattens_it():
     gen = torch.Generator().manual_seed(0)
     spread = torch.randn(200, 16, generator=gen) * 0.1
     spread[:, 0] *= 30.0  # one direction carries almost all the variance
-    shares = ce.variance_shares(spread, tops=(1, 4))
+    shares = centring.variance_shares(spread, tops=(1, 4))
     assert shares["variance_share_top1"] > 0.9 and shares["variance_share_top4"] <= 1.0
-    white, _, _ = ce.whiten(spread)
-    assert ce.variance_shares(white, tops=(1,))["variance_share_top1"] < 0.1  # ~1/16 each
+    white, _, _ = centring.whiten(spread)
+    assert centring.variance_shares(white, tops=(1,))["variance_share_top1"] < 0.1  # ~1/16 each
 
 
 def test_centring_removes_the_common_direction():
     emb = _anisotropic()
-    assert ce.mean_pairwise_cosine(emb) > 0.9
-    centred, mean = ce.center_embeddings(emb)
+    assert centring.mean_pairwise_cosine(emb) > 0.9
+    centred, mean = centring.center_embeddings(emb)
     assert torch.allclose(centred.mean(0), torch.zeros(16), atol=1e-5)
-    assert abs(ce.mean_pairwise_cosine(centred)) < 0.05
-    again, same_mean = ce.center_embeddings(emb[:5], mean=mean)  # reuse a stored mean
+    assert abs(centring.mean_pairwise_cosine(centred)) < 0.05
+    again, same_mean = centring.center_embeddings(emb[:5], mean=mean)  # reuse a stored mean
     assert same_mean is mean and torch.allclose(again, centred[:5])
 
 
 def test_whiten_gives_identity_covariance():
-    white, mean, transform = ce.whiten(_anisotropic(n=200), eps=1e-9)
+    white, mean, transform = centring.whiten(_anisotropic(n=200), eps=1e-9)
     cov = white.T @ white / (white.shape[0] - 1)
     assert torch.allclose(cov, torch.eye(16), atol=1e-3)
-    reduced, _, transform4 = ce.whiten(_anisotropic(n=200), dim=4)
+    reduced, _, transform4 = centring.whiten(_anisotropic(n=200), dim=4)
     assert reduced.shape == (200, 4) and transform4.shape == (16, 4)

@@ -11,12 +11,10 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import (
     DMILLoss,
     assign_targets_to_interests,
-    cosine_kmeans,
     match_clusters_to_interests,
-    max_over_interests,
-    merge_topk,
-    score_items,
 )
+from recbole_hymirec.model.kmeans import cosine_kmeans
+from recbole_hymirec.model.retrieval import max_over_interests, merge_topk, score_items
 
 
 def unit(x):

@@ -37,7 +37,7 @@ def test_failed_copy_leaves_no_partial_file(tmp_path, monkeypatch):
 
     with pytest.raises(KeyboardInterrupt):
         embedded._copy_atomic(str(src), str(tmp_path / "dst.inter"), Boom())
-    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".tmp-") or n == "dst.inter"]
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp") or n == "dst.inter"]
     assert leftovers == []
 
 

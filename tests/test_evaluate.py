@@ -5,8 +5,8 @@ import os
 import pytest
 
 from conftest import tiny_hymirec_settings
-from recbole_hymirec import evaluate
 from recbole_hymirec.quick_start import run_recbole_hymirec
+from recbole_hymirec.tools import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 from recbole.data.interaction import Interaction
 
 from conftest import tiny_hymirec_settings
-from recbole_hymirec import interest_report
 from recbole_hymirec.data.dataset import UserHistory
 from recbole_hymirec.quick_start import run_recbole_hymirec
+from recbole_hymirec.tools import interest_report
 
 
 def test_collapsed_and_orthogonal_interests_read_as_such():

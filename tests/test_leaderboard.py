@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY_RUN, tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
-from recbole_hymirec import leaderboard
+from recbole_hymirec.tools import entries, leaderboard, pages
 
 
 def test_side_by_side_table_with_a_failing_row(tiny_data_path, capsys):
@@ -62,11 +62,11 @@ def test_page_files_resume_and_force(tiny_data_path, capsys):
 
     kept = {r["model"]: r for r in json.load(open("tmp/tiny.json"))}
     md = open("tmp/tiny.md").read()
-    assert "python -m recbole_hymirec.leaderboard -d tiny -m SASRec,NoSuchModel --out tmp" in md
+    assert "python -m recbole_hymirec.tools.leaderboard -d tiny -m SASRec,NoSuchModel --out tmp" in md
     assert "| # | model | ndcg@10 | recall@10 |" in md
     assert "| 1 | SASRec | " in md and "| 2 | NoSuchModel | " in md
-    assert leaderboard.reproduce_command(kept["SASRec"]) in md
-    assert leaderboard.reproduce_command(kept["SASRec"]).startswith("python ")
+    assert pages.reproduce_command(kept["SASRec"]) in md
+    assert pages.reproduce_command(kept["SASRec"]).startswith("python ")
     assert "-m SASRec -d tiny" in md and "CPUs" in md
     result = kept["SASRec"]["result"]  # one epoch: one evaluation, one training loss
     assert result["valid_curve"] == [[0, result["best_valid_score"]]]
@@ -104,29 +104,29 @@ def test_curves_section_bolds_the_best_and_skips_rows_without_curves():
                                        "best_valid_score": 0.08}}
     old_row = {"model": "B", "result": {"best_valid_score": 0.1}}
     failed = {"model": "C", "result": None}
-    lines = leaderboard._curves_section([old_row, rising, failed])
+    lines = pages._curves_section([old_row, rising, failed])
     # a tie keeps the first checkpoint: only the first of the two 0.08 is the tested one
     assert "| 2 | e0 0.0500, e1 **0.0800**, e2 0.0800 | e0 9.5000, e1 8.2500, e2 8.0000 |" in lines
     assert not [line for line in lines if line.startswith(("| 1 |", "| 3 |"))]
-    assert leaderboard._curves_section([old_row, failed]) == []  # no section without curves
+    assert pages._curves_section([old_row, failed]) == []  # no section without curves
 
 
 def test_model_entries_with_overrides():
-    entries = leaderboard.split_model_list("HyMiRec, HyMiRec(n_interests=1,dmil_window=1),SASRec")
-    assert entries == ["HyMiRec", "HyMiRec(n_interests=1,dmil_window=1)", "SASRec"]
-    assert leaderboard.parse_entry(entries[1]) == ("HyMiRec", ["--n_interests=1", "--dmil_window=1"])
-    assert leaderboard.parse_entry("SASRec") == ("SASRec", [])
-    assert leaderboard.parse_entry("HyMiRec(lora_target_modules=[q_proj,v_proj],lora_r=4)") == (
+    listed = entries.split_model_list("HyMiRec, HyMiRec(n_interests=1,dmil_window=1),SASRec")
+    assert listed == ["HyMiRec", "HyMiRec(n_interests=1,dmil_window=1)", "SASRec"]
+    assert entries.parse_entry(listed[1]) == ("HyMiRec", ["--n_interests=1", "--dmil_window=1"])
+    assert entries.parse_entry("SASRec") == ("SASRec", [])
+    assert entries.parse_entry("HyMiRec(lora_target_modules=[q_proj,v_proj],lora_r=4)") == (
         "HyMiRec", ["--lora_target_modules=[q_proj,v_proj]", "--lora_r=4"])
-    assert leaderboard.merge_overrides(["--epochs=3", "--seed=1"], ["--epochs=8"]) == [
+    assert entries.merge_overrides(["--epochs=3", "--seed=1"], ["--epochs=8"]) == [
         "--seed=1", "--epochs=8"]
 
 
 def test_plot_labels_number_rows_and_drop_long_names():
-    assert leaderboard.plot_label(2, "SASRec") == "#2 SASRec"
+    assert pages.plot_label(2, "SASRec") == "#2 SASRec"
     long_name = "HyMiRec(item_bias=True,use_id_embedding=True)"
-    assert leaderboard.plot_label(7, long_name) == "#7"
-    assert leaderboard.plot_label(7, long_name, limit=len(long_name)) == f"#7 {long_name}"
+    assert pages.plot_label(7, long_name) == "#7"
+    assert pages.plot_label(7, long_name, limit=len(long_name)) == f"#7 {long_name}"
 
 
 def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, capsys):
@@ -166,12 +166,12 @@ def test_tiny_leaderboard_three_models_three_files(tiny_data_path, tmp_path, cap
 
 
 def test_seeds_run_every_entry_once_per_seed():
-    assert leaderboard.parse_seeds(None) == []
-    assert leaderboard.parse_seeds("2020,2021") == [2020, 2021]
-    assert leaderboard.entries_per_seed(["SASRec", "M(a=1,b=[p,q])"], [1, 2]) == [
+    assert entries.parse_seeds(None) == []
+    assert entries.parse_seeds("2020,2021") == [2020, 2021]
+    assert entries.entries_per_seed(["SASRec", "M(a=1,b=[p,q])"], [1, 2]) == [
         "SASRec(seed=1)", "SASRec(seed=2)", "M(a=1,b=[p,q],seed=1)", "M(a=1,b=[p,q],seed=2)"]
-    assert leaderboard.entries_per_seed(["SASRec"], []) == ["SASRec"]
-    assert leaderboard.parse_entry("M(a=1,seed=2)") == ("M", ["--a=1", "--seed=2"])
+    assert entries.entries_per_seed(["SASRec"], []) == ["SASRec"]
+    assert entries.parse_entry("M(a=1,seed=2)") == ("M", ["--a=1", "--seed=2"])
 
 
 def test_seeds_refuse_bad_lists_and_a_second_seed(capsys):
@@ -179,10 +179,10 @@ def test_seeds_refuse_bad_lists_and_a_second_seed(capsys):
             ("2020,x", "error: --seeds '2020,x': write comma-separated integers, e.g. --seeds 2020,2021"),
             ("1,1", "error: --seeds '1,1' repeats a seed. Fix: give each seed once")]:
         with pytest.raises(SystemExit, match=re.escape(message)):
-            leaderboard.parse_seeds(text)
+            entries.parse_seeds(text)
     with pytest.raises(SystemExit, match=re.escape(
             "error: model entry 'M(seed=3)' sets seed and --seeds is given. Fix: drop one of the two")):
-        leaderboard.entries_per_seed(["M(seed=3)"], [1, 2])
+        entries.entries_per_seed(["M(seed=3)"], [1, 2])
     with pytest.raises(SystemExit, match=re.escape(
             "error: --seed=... and --seeds are both given. Fix: drop one of the two")):
         leaderboard.main(["-d", "tiny", "-m", "SASRec", "--seeds", "1,2", "--seed=3"])

@@ -10,6 +10,7 @@ from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model import content_encoder as ce
+from recbole_hymirec.model import embedding_cache as cache
 from recbole_hymirec.model import llm
 from recbole_hymirec.model.item_codes import embedding_key_fields, encode_texts
 from recbole_hymirec.model.refiner import LLMRefiner
@@ -157,7 +158,7 @@ def test_embedding_cache_key_differs_between_fp32_and_bf16(tiny_llama, monkeypat
     keys = {p: embedding_key_fields(_key_config(tiny_llama, p), ["[PAD]", "1"], TEXTS[:2])
             for p in ("fp32", "bf16", "auto")}
     assert (keys["fp32"]["dtype"], keys["bf16"]["dtype"]) == ("float32", "bfloat16")
-    assert ce.embedding_cache_key(keys["fp32"]) != ce.embedding_cache_key(keys["bf16"])
+    assert cache.embedding_cache_key(keys["fp32"]) != cache.embedding_cache_key(keys["bf16"])
     assert keys["auto"] == keys["fp32"]
     _cpu_with(monkeypatch, {"avx512_bf16"})
     auto = embedding_key_fields(_key_config(tiny_llama, "auto"), ["[PAD]", "1"], TEXTS[:2])

@@ -10,22 +10,22 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT
-from recbole_hymirec import leaderboard
 from recbole_hymirec.config import Config
 from recbole_hymirec.presets import (BUDGET_KEYS, MODEL_BUDGET_KEYS, PROTOCOL_KEYS, budget_keys,
                                      last_preset, missing_budget_keys)
+from recbole_hymirec.tools import entries, leaderboard
 
 PROTOCOLS = sorted(glob.glob(os.path.join(REPO_ROOT, "properties", "benchmark", "*.yaml")))
 PRESETS = sorted(glob.glob(os.path.join(REPO_ROOT, "properties", "presets", "*.yaml")))
 PAGES = [os.path.join(REPO_ROOT, "README.md")] + sorted(
     glob.glob(os.path.join(REPO_ROOT, "results", "**", "*.md"), recursive=True))
 # Commands of these tools train or time a model: they name a preset.
-TRAINING_TOOLS = ("run_recbole_hymirec.py", "recbole_hymirec.leaderboard",
-                  "recbole_hymirec.bench", "recbole_hymirec.run_hyper")
+TRAINING_TOOLS = ("run_recbole_hymirec.py", "recbole_hymirec.tools.leaderboard",
+                  "recbole_hymirec.tools.bench", "recbole_hymirec.tools.run_hyper")
 # Printed commands that are no run: the synopsis, an error example, a second node's flags.
 NOT_RUNS = ("[-m MODEL]", "NoSuchModel", "run_recbole_hymirec.py ...")
 # Each tool's model when its command names none.
-DEFAULT_MODEL = {"recbole_hymirec.bench": "HyMiRec", "run_recbole_hymirec.py": "HyMiRec"}
+DEFAULT_MODEL = {"recbole_hymirec.tools.bench": "HyMiRec", "run_recbole_hymirec.py": "HyMiRec"}
 
 
 def _read_yaml(path):
@@ -140,7 +140,7 @@ def printed_commands(path):
 def makefile_demo_command():
     with open(os.path.join(REPO_ROOT, "Makefile"), encoding="utf-8") as f:
         text = f.read().replace("\\\n", " ")
-    (line,) = [l for l in text.split("\n") if "recbole_hymirec.leaderboard" in l]
+    (line,) = [l for l in text.split("\n") if "recbole_hymirec.tools.leaderboard" in l]
     return line.strip().replace("$(PYTHON)", "python")
 
 
@@ -162,12 +162,12 @@ def leaderboard_runs(argv):
     shared = args.config_files.split() if args.config_files else []
     per_model = leaderboard.model_files(args.model_config)
     runs = []
-    for entry in leaderboard.split_model_list(args.models):
+    for entry in entries.split_model_list(args.models):
         if "..." in entry:
             continue
-        model, own = leaderboard.parse_entry(entry)
+        model, own = entries.parse_entry(entry)
         runs.append((model, args.dataset, leaderboard.model_stack(shared, per_model, model),
-                     leaderboard.merge_overrides(extra, own)))
+                     entries.merge_overrides(extra, own)))
     return runs
 
 
@@ -190,7 +190,7 @@ def _single_run(tool, argv):
 
 def runs_of(command):
     tool, argv = _argv(command)
-    if tool == "recbole_hymirec.leaderboard":
+    if tool == "recbole_hymirec.tools.leaderboard":
         return leaderboard_runs(argv)
     return _single_run(tool, argv)
 

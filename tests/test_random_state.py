@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recbole_hymirec.model import content_encoder as ce
+from recbole_hymirec.model import embedding_cache as cache
 from recbole_hymirec.model import llm
 from recbole_hymirec.model.random_state import random_state_kept
 from tiny_llm import make_tiny_llm
@@ -48,9 +48,9 @@ def test_block_that_draws_leaves_every_stream_where_it_was():
 def test_embedding_cache_miss_draws_nothing_for_later(tmp_path):
     value = torch.ones(3, 4)
     untouched = _draws_after(lambda: None)
-    miss = _draws_after(lambda: ce.cached_item_embeddings(str(tmp_path / "c"), KEY,
+    miss = _draws_after(lambda: cache.cached_item_embeddings(str(tmp_path / "c"), KEY,
                                                           lambda: _drawing(value)))
-    hit = _draws_after(lambda: ce.cached_item_embeddings(str(tmp_path / "c"), KEY,
+    hit = _draws_after(lambda: cache.cached_item_embeddings(str(tmp_path / "c"), KEY,
                                                          lambda: _drawing(value)))
     assert miss == hit == untouched
 

@@ -3,7 +3,7 @@ import json
 
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
-from recbole_hymirec import run_hyper
+from recbole_hymirec.tools import run_hyper
 
 
 def test_two_trials_export_valid_and_test(tiny_data_path, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Rows that differ only in ``seed`` are summarised together on the leaderboard page."""
-from recbole_hymirec import leaderboard
-from recbole_hymirec.seed_summary import row_seed, seed_groups
+from recbole_hymirec.tools import pages
+from recbole_hymirec.tools.seed_summary import row_seed, seed_groups
 
 
 def _row(model, overrides, ndcg, coverage, valid, config_file, status="ok"):
@@ -38,10 +38,10 @@ def test_only_rows_that_differ_in_seed_alone_are_grouped(tmp_path):
     ]
     groups = seed_groups(rows)
     assert [numbers for numbers, _ in groups] == [[1, 3]]
-    lines = leaderboard._seeds_section(rows)
+    lines = pages._seeds_section(rows)
     assert lines[0] == "## Over seeds"
     assert "| #1, #3 | M(a=1,b=[p,q]) | 2020, 2021 | 0.1100 | 0.0900 (0.0800-0.1000) | 0.4500 |" in lines
-    assert leaderboard._seeds_section(rows[:2]) == []
-    page = leaderboard.render_markdown(rows, "ml-100k", "python -m recbole_hymirec.leaderboard",
+    assert pages._seeds_section(rows[:2]) == []
+    page = pages.render_markdown(rows, "ml-100k", "python -m recbole_hymirec.tools.leaderboard",
                                        [], {})
     assert page.index("## Over seeds") > page.index("## Test metrics (full ranking)")

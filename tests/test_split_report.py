@@ -6,7 +6,7 @@ import torch
 
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
-from recbole_hymirec import split_report
+from recbole_hymirec.tools import split_report
 
 
 def test_ndcg_counts_the_rank_of_the_target_and_never_the_padding_column():

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import tiny_hymirec_settings
 from tiny_llm import make_tiny_llm
-from recbole_hymirec import stage1
+from recbole_hymirec.tools import stage1
 
 REPORTED = {"n_items", "embedding_dim", "llm", "codebook_layers", "codebook_size",
             "bytes_per_item_fp32", "bytes_per_item_codes", "compression_ratio", "recon_cos_mean",

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from conftest import tiny_hymirec_settings
-from recbole_hymirec import interest_report
 from recbole_hymirec.config import Config
 from recbole_hymirec.data import synthetic
 from recbole_hymirec.data.synthetic import SyntheticSpec, write_dataset
 from recbole_hymirec.quick_start import run_recbole_hymirec
+from recbole_hymirec.tools import interest_report
+from recbole_hymirec.tools.synthetic import main as synthetic_main
 from recbole_hymirec.utils import create_dataset
 
 NAME = "synth-mi"
@@ -128,12 +129,12 @@ def test_loads_with_recbole(small):
 
 
 def test_bad_sizes_are_one_line_and_exit_2(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path), "--topics", "2"]) == 2
+    assert synthetic_main(["--out", str(tmp_path), "--topics", "2"]) == 2
     assert "interests_per_user" in capsys.readouterr().err
 
 
 def test_command_line_prints_statistics(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path), "--users", "20", "--seed", "3"]) == 0
+    assert synthetic_main(["--out", str(tmp_path), "--users", "20", "--seed", "3"]) == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("SYNTHETIC ")][-1]
     stats = json.loads(line[len("SYNTHETIC "):])
     assert stats["users"] == 20 and stats["items"] == SyntheticSpec().n_items

@@ -10,10 +10,10 @@ otherwise a clear error says which files were expected (RecBole itself would try
 """
 import importlib.util
 import os
-import tempfile
 
 from tqdm import tqdm
 
+from recbole_hymirec.atomic import atomic_open
 from recbole_hymirec.errors import DatasetNotFoundError
 
 # dataset name -> (package that ships it, folder inside the package, install hint)
@@ -40,18 +40,11 @@ def packaged_dataset_dir(name):
 
 
 def _copy_atomic(src, dst, progress):
-    """Copy src to dst through a temp file in dst's folder, then rename (atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), prefix=".tmp-")
-    try:
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            for chunk in iter(lambda: fin.read(_COPY_CHUNK), b""):
-                fout.write(chunk)
-                progress.update(len(chunk))
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Copy src to dst atomically, reporting the bytes copied to ``progress``."""
+    with open(src, "rb") as fin, atomic_open(dst) as fout:
+        for chunk in iter(lambda: fin.read(_COPY_CHUNK), b""):
+            fout.write(chunk)
+            progress.update(len(chunk))
 
 
 def materialise(name, dataset_dir):

@@ -1,10 +1,9 @@
 """A seeded synthetic dataset whose users hold several long-term interests.
 
-    python -m recbole_hymirec.data.synthetic --out FOLDER [--name synth-mi] [--users 600] [--seed 2020]
-
-writes RecBole atomic files ``FOLDER/NAME/NAME.{inter,item}`` and ``NAME.interests`` (the
-planted topics of every user, JSON), then prints one line ``SYNTHETIC {json}`` of statistics.
-Run a model on it with ``-d NAME --data_path=FOLDER``.
+``write_dataset`` (command line: ``python -m recbole_hymirec.tools.synthetic``) writes
+RecBole atomic files ``FOLDER/NAME/NAME.{inter,item}`` and ``NAME.interests`` (the
+planted topics of every user, JSON); ``statistics`` reads them back. Run a model on it
+with ``-d NAME --data_path=FOLDER``.
 
 The process, per user (see ``SyntheticSpec`` for the sizes):
 
@@ -26,13 +25,13 @@ topic, so a model that reads only a recent window of <= 50 items cannot tell whi
 user's topics comes back, or where in its series, while the long history holds both.
 Same ``SyntheticSpec`` and seed give byte-identical files (pure Python ``random``).
 """
-import argparse
 import json
 import os
 import random
-import sys
 from itertools import accumulate
 from dataclasses import asdict, dataclass
+
+from recbole_hymirec.atomic import write_atomic
 
 # Topic name -> words its item titles are made of (the content encoder reads them).
 TOPIC_VOCABULARY = (
@@ -194,11 +193,7 @@ def generate(spec, seed):
 
 
 def _write_text(path, lines):
-    """Write through a temp file, then rename: a reader never sees half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def write_dataset(out, name="synth-mi", spec=SyntheticSpec(), seed=2020):
@@ -268,35 +263,3 @@ def statistics(folder, name):
             stats[f"{split}_hidden_from_last_{window}"] = round(
                 hidden_return_share(sequences, item_topic, window, from_end), 4)
     return stats
-
-
-def build_parser():
-    defaults = SyntheticSpec()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder that receives NAME/ (the data_path)")
-    parser.add_argument("--name", default="synth-mi", help="dataset name (default: synth-mi)")
-    parser.add_argument("--users", type=int, default=defaults.n_users,
-                        help=f"number of users (default: {defaults.n_users})")
-    parser.add_argument("--topics", type=int, default=defaults.n_topics,
-                        help=f"number of topics (default: {defaults.n_topics})")
-    parser.add_argument("--items_per_topic", type=int, default=defaults.items_per_topic,
-                        help=f"items per topic (default: {defaults.items_per_topic})")
-    parser.add_argument("--seed", type=int, default=2020, help="random seed (default: 2020)")
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    spec = SyntheticSpec(n_users=args.users, n_topics=args.topics,
-                         items_per_topic=args.items_per_topic)
-    try:
-        folder = write_dataset(args.out, args.name, spec, args.seed)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("SYNTHETIC " + json.dumps({"folder": folder, **statistics(folder, args.name)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

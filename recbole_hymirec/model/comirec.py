@@ -23,6 +23,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.retrieval import max_over_interests
 
 # properties/model/ComiRec.yaml's sizes, quoted in the fix of a bad value
 _SIZE_DEFAULTS = {"n_interests": 4, "embedding_size": 64, "comirec_hidden_size": 256}
@@ -55,15 +56,6 @@ def hard_readout(interests, target_emb):
     chosen = affinity.detach().argmax(dim=1)  # [B]
     rows = torch.arange(interests.shape[0], device=interests.device)
     return interests[rows, chosen]  # [B, d]
-
-
-def max_inner_product(interests, item_emb):
-    """``max_k <v_k, e_i>`` for every item -> ``[B, n_items]``; one ``[B, n]`` matrix at a time
-    so memory stays O(B * n) rather than O(B * K * n)."""
-    scores = interests[:, 0] @ item_emb.T  # [B, n_items]
-    for k in range(1, interests.shape[1]):
-        scores = torch.maximum(scores, interests[:, k] @ item_emb.T)
-    return scores
 
 
 class ComiRec(SequentialRecommender):
@@ -157,4 +149,5 @@ class ComiRec(SequentialRecommender):
 
     def full_sort_predict(self, interaction):
         interests = self._interests(interaction)  # [B, K, d]
-        return max_inner_product(interests, self.item_embedding.weight)  # [B, n_items]
+        # [B, n_items]: inner products, as ComiRec scores
+        return max_over_interests(interests, self.item_embedding.weight, normalize=False)

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""DMIL — disentangled multi-interest learning, and multi-interest retrieval.
+"""DMIL — disentangled multi-interest learning.
 
 For a training row the targets are the next ``W`` items. They are clustered with cosine
 k-means into ``k_b = min(K, #targets)`` groups, the groups are matched to the ``K`` interest
@@ -11,8 +11,7 @@ ComiRec-style hard assignment: the interest closest to the target takes it.
 A sampled negative equal to the positive item is masked *by id*. HLLM masks every negative
 with ``cos > 0.99`` instead, which lets the loss reach 0 by collapsing all embeddings.
 
-Retrieval: ``score(u, i) = max_k cos(h_k(u), e_i)``; :func:`merge_topk` lets every interest
-retrieve its own list and merges the lists round-robin (the source of the diversity gain).
+The loss scores a target by the ranking's own score, the max over interests (retrieval.py).
 With ``similarity="dot"`` every score is the plain dot product ``h_k(u) · e_i`` instead (SASRec's
 scorer: the norms, not a learned scale, set the logit range); the target clustering and the
 matching stay cosine, as they only compare directions.
@@ -29,94 +28,13 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.kmeans import cosine_kmeans
+from recbole_hymirec.model.retrieval import EPS as _EPS, max_over_interests, unit_rows as _unit
 
-_EPS = 1e-12
 SIMILARITIES = ("cosine", "dot")
 
 
-def _unit(x, normalize=True):
-    """``x`` L2-normalised along its last dimension, or ``x`` itself for dot-product scores."""
-    return F.normalize(x, dim=-1, eps=_EPS) if normalize else x
-
-
 # --------------------------------------------------------------------------- assignment
-
-def farthest_point_init(unit, valid, k_per_row, n_clusters):
-    """Deterministic seeds: the first valid target, then repeatedly the valid target whose
-    largest cosine to the chosen seeds is the lowest.
-
-    Args:
-        unit: [B, W, d] L2-normalised targets. valid: [B, W] bool.
-        k_per_row: [B] number of seeds per row. n_clusters: K.
-
-    Returns:
-        centres [B, K, d] (rows' unused slots are zero).
-    """
-    batch_size, window, dim = unit.shape
-    rows = torch.arange(batch_size, device=unit.device)
-    centres = unit.new_zeros(batch_size, n_clusters, dim)  # [B, K, d]
-    chosen = torch.zeros_like(valid)  # [B, W]
-    best_cos = unit.new_full((batch_size, window), -math.inf)  # [B, W] max cos to chosen seeds
-    for c in range(n_clusters):
-        active = k_per_row > c  # [B] rows that still need a seed
-        if not bool(active.any()):
-            break
-        if c == 0:
-            pick = valid.long().argmax(dim=1)  # [B] first valid target
-        else:
-            candidate = best_cos.masked_fill(~valid | chosen, math.inf)  # [B, W]
-            pick = candidate.argmin(dim=1)  # [B] ties: lowest index
-        seed = unit[rows, pick]  # [B, d]
-        centres[:, c] = torch.where(active.unsqueeze(1), seed, centres[:, c])
-        chosen[rows, pick] |= active
-        best_cos = torch.maximum(best_cos, torch.einsum("bwd,bd->bw", unit, seed))
-    return centres
-
-
-def _assign_to_centres(unit, valid, centres, k_per_row):
-    """argmax cosine among each row's first ``k_b`` centres -> long [B, W], -1 where invalid."""
-    n_clusters = centres.shape[1]
-    similarity = torch.einsum("bwd,bkd->bwk", unit, centres)  # [B, W, K]
-    usable = torch.arange(n_clusters, device=unit.device) < k_per_row.unsqueeze(1)  # [B, K]
-    similarity = similarity.masked_fill(~usable.unsqueeze(1), -math.inf)
-    assign = similarity.argmax(dim=2)  # [B, W]
-    return assign.masked_fill(~valid, -1)
-
-
-def cosine_kmeans(x, valid, n_clusters, n_iters=5):
-    """Cosine k-means of every row's valid targets, vectorised over the batch.
-
-    Args:
-        x: [B, W, d] target embeddings (normalised inside).
-        valid: [B, W] bool, False for padding targets.
-        n_clusters: K; row ``b`` gets ``k_b = min(K, #valid_b)`` clusters.
-        n_iters: Lloyd iterations after the farthest-point init (0: assign to the seeds).
-
-    Returns:
-        assign [B, W] long in ``[0, k_b)``, -1 for invalid targets;
-        centres [B, K, d] unit centres (slots ``>= k_b`` are zero);
-        k_per_row [B] long.
-    """
-    _check_n_clusters(n_clusters)
-    if int(n_iters) != n_iters or n_iters < 0:
-        raise ConfigError(f"dmil k-means n_iters={n_iters} is invalid: use an integer >= 0 (e.g. 5).")
-    if x.dim() != 3 or valid.shape != x.shape[:2]:
-        raise ValueError(f"cosine_kmeans expects x [B, W, d] and valid [B, W], got {tuple(x.shape)} "
-                         f"and {tuple(valid.shape)}")
-    valid = valid.bool()
-    unit = F.normalize(x.float(), dim=-1, eps=_EPS) * valid.unsqueeze(-1)  # [B, W, d]
-    k_per_row = valid.sum(dim=1).clamp(max=n_clusters)  # [B]
-    centres = farthest_point_init(unit, valid, k_per_row, n_clusters)  # [B, K, d]
-    for _ in range(int(n_iters)):
-        assign = _assign_to_centres(unit, valid, centres, k_per_row)  # [B, W]
-        one_hot = F.one_hot(assign.clamp(min=0), n_clusters).to(unit.dtype)  # [B, W, K]
-        one_hot = one_hot * valid.unsqueeze(-1)
-        sums = torch.einsum("bwk,bwd->bkd", one_hot, unit)  # [B, K, d]
-        counts = one_hot.sum(dim=1)  # [B, K]
-        # an emptied centre keeps its position (it may win targets back next iteration)
-        centres = torch.where(counts.unsqueeze(-1) > 0, F.normalize(sums, dim=-1, eps=_EPS), centres)
-    assign = _assign_to_centres(unit, valid, centres, k_per_row)
-    return assign, centres, k_per_row
 
 
 def match_clusters_to_interests(centres, k_per_row, interests):
@@ -168,13 +86,6 @@ def assign_targets_to_interests(target_emb, valid, interests, n_iters=5):
     cluster_to_interest = match_clusters_to_interests(centres, k_per_row, interests)  # [B, K]
     index = cluster_to_interest.gather(1, assign.clamp(min=0))  # [B, W]
     return index.masked_fill(~valid, -1)
-
-
-def _check_n_clusters(n_clusters):
-    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or n_clusters < 1:
-        raise ConfigError(
-            f"number of interests / clusters = {n_clusters} is invalid: use an integer >= 1 (e.g. 4)."
-        )
 
 
 # --------------------------------------------------------------------------- loss
@@ -374,100 +285,3 @@ def _padding_column(logits):
     column = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
     column[0] = True
     return column  # [n], broadcast over rows
-
-
-# --------------------------------------------------------------------------- retrieval
-
-def max_over_interests(interests, item_emb, normalize=True):
-    """``max_k cos(h_k, e_i)`` (``normalize=False``: ``max_k h_k · e_i``) for every item
-    -> [B, n_items] (full_sort_predict).
-
-    One [B, n] matrix per interest, so memory stays O(B * n) rather than O(B * K * n).
-    """
-    unit_interests = _unit(interests, normalize)  # [B, K, d]
-    unit_items = _unit(item_emb, normalize)  # [n, d]
-    scores = unit_interests[:, 0] @ unit_items.T  # [B, n]
-    for k in range(1, interests.shape[1]):
-        scores = torch.maximum(scores, unit_interests[:, k] @ unit_items.T)
-    return scores
-
-
-def score_items(interests, items, normalize=True):
-    """``max_k cos(h_k, e)`` (``normalize=False``: ``max_k h_k · e``) of one given item per row:
-    interests [B, K, d], items [B, d] -> [B]."""
-    unit_interests = _unit(interests, normalize)  # [B, K, d]
-    unit_items = _unit(items, normalize)  # [B, d]
-    return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
-
-
-def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=None, scale=1.0,
-               normalize=True):
-    """Every interest retrieves its own top-``k``; the lists are merged round-robin.
-
-    Order: interest 1's first item, interest 2's first, ..., interest 1's second, ...; an item
-    already taken is skipped; the merged list is truncated to ``k``.
-
-    Args:
-        interests: [B, K, d]. item_emb: [n_items, d].
-        k: length of the merged list.
-        exclude: optional bool mask [B, n_items] or [n_items], True = never retrieve
-            (e.g. the user's history).
-        padding_idx: item id never retrieved (RecBole's padding item 0); None to allow all.
-        item_bias, scale: optional per-item offset [n_items]: each interest ranks by
-            ``scale * cos + item_bias`` (the model's logits) instead of the cosine.
-        normalize: False ranks by dot products instead of cosines.
-
-    Returns:
-        LongTensor [B, k] of item ids; -1 fills the tail when fewer than ``k`` items are allowed.
-    """
-    n_items = item_emb.shape[0]
-    if isinstance(k, bool) or int(k) != k or k < 1:
-        raise ConfigError(f"merge_topk k={k} is invalid: use an integer >= 1 (e.g. 50).")
-    k = int(k)
-    per_interest_k = min(k, n_items)
-    unit_interests = _unit(interests, normalize)  # [B, K, d]
-    unit_items = _unit(item_emb, normalize)  # [n, d]
-    blocked = _blocked_items(exclude, padding_idx, n_items, interests.device)  # [B or 1, n] or None
-
-    lists, allowed = [], []
-    for h in range(interests.shape[1]):
-        scores = unit_interests[:, h] @ unit_items.T  # [B, n]
-        if item_bias is not None:
-            scores = scale * scores + item_bias  # [B, n]
-        if blocked is not None:
-            scores = scores.masked_fill(blocked, -math.inf)
-        top = scores.topk(per_interest_k, dim=1)
-        lists.append(top.indices)
-        allowed.append(torch.isfinite(top.values))
-    candidates = torch.stack(lists, dim=2).flatten(1)  # [B, k' * K]: rank-major = round robin
-    allowed = torch.stack(allowed, dim=2).flatten(1)  # [B, k' * K]
-    return _first_unique(candidates, allowed, k)
-
-
-def _blocked_items(exclude, padding_idx, n_items, device):
-    blocked = None
-    if exclude is not None:
-        blocked = exclude.to(device=device, dtype=torch.bool)
-        if blocked.dim() == 1:
-            blocked = blocked.unsqueeze(0)  # [1, n]
-        if blocked.shape[-1] != n_items:
-            raise ValueError(f"exclude mask has {blocked.shape[-1]} items, item_emb has {n_items}")
-    if padding_idx is not None:
-        pad = torch.zeros(1, n_items, dtype=torch.bool, device=device)
-        pad[0, padding_idx] = True
-        blocked = pad if blocked is None else blocked | pad
-    return blocked
-
-
-def _first_unique(candidates, allowed, k):
-    """Keep the first occurrence of every allowed id, in order, truncated/padded to ``k``."""
-    sorted_ids, order = torch.sort(candidates, dim=1, stable=True)  # equal ids: earliest first
-    first = torch.ones_like(sorted_ids, dtype=torch.bool)
-    first[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
-    keep = torch.zeros_like(first).scatter(1, order, first) & allowed  # [B, P]
-    # stable sort on "not kept" moves kept candidates to the front in their original order
-    position = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :k]  # [B, k']
-    merged = candidates.gather(1, position).masked_fill(~keep.gather(1, position), -1)
-    if merged.shape[1] < k:
-        merged = F.pad(merged, (0, k - merged.shape[1]), value=-1)
-    return merged

@@ -5,7 +5,7 @@ Reference:
     Zhou et al. "HyMiRec: A Hybrid Multi-interest Learning Framework for LLM-based Sequential
     Recommendation." arXiv 2510.13738, 2025.
 
-The model, end to end (see DESIGN.md / METHOD.md):
+The model, end to end (docs/method.md gives the method and the source of each choice):
 
 * stage 1 (at construction, from cache when valid): item text -> content LLM embeddings
   (frozen, centred) -> cosine residual codebook codes;
@@ -41,7 +41,7 @@ from torch import nn
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
-from recbole_hymirec.model.dmil import DMILLoss, max_over_interests, merge_topk, score_items
+from recbole_hymirec.model.dmil import DMILLoss
 from recbole_hymirec.model.item_codes import build_item_codes
 from recbole_hymirec.model.lightweight import LightweightInterestExtractor
 from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, load_causal_lm,
@@ -49,6 +49,7 @@ from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, lo
 from recbole_hymirec.model.llm_input import LLMInputProjection
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
+from recbole_hymirec.model.retrieval import max_over_interests, merge_topk, score_items
 
 
 def _is_number(value):

@@ -1,6 +1,6 @@
 """Stage 1 for one dataset: item text -> content LLM embeddings (cached) -> centred -> codebook codes.
 
-Used by the HyMiRec model (its frozen item side) and by ``python -m recbole_hymirec.stage1``.
+Used by the HyMiRec model (its frozen item side) and by ``python -m recbole_hymirec.tools.stage1``.
 Row ``i`` of every table is RecBole's internal item id ``i``; row 0 is the padding item
 (zero embedding, codes of the zero vector, never scored).
 """
@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recbole_hymirec.data.item_text import item_texts
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.centring import center_embeddings, variance_shares, whiten
 from recbole_hymirec.model.codebook import CosineResidualCodebook
-from recbole_hymirec.model.content_encoder import (UNKNOWN_ITEM_TEXT, ContentEncoder,
-                                                   cached_item_embeddings, center_embeddings,
-                                                   read_item_texts, variance_shares, whiten)
+from recbole_hymirec.model.content_encoder import ContentEncoder
+from recbole_hymirec.model.embedding_cache import cached_item_embeddings
 from recbole_hymirec.model.encoder_finetune import finetune_encoder, next_item_pairs
 from recbole_hymirec.model.llm import (cache_root, llm_dtype, llm_identity, load_causal_lm,
                                        resolve_llm_path, resolve_precision)
@@ -65,7 +66,7 @@ def finetune_pairs(config, dataset):
     if history is None:
         raise ConfigError("encoder_finetune_epochs > 0 needs the built HyMiRecDataset (its "
                           "training sequences). Fix: build stage 1 through the HyMiRec model or "
-                          "`python -m recbole_hymirec.stage1`.")
+                          "`python -m recbole_hymirec.tools.stage1`.")
     return next_item_pairs(history)
 
 
@@ -93,35 +94,6 @@ def embedding_key_fields(config, item_tokens, texts, pairs=None):
         "item_tokens_sha": _sha(list(item_tokens)),
         "texts_sha": _sha(texts),
     }
-
-
-def item_texts(config, dataset):
-    """One text per RecBole item id, read from the raw ``.item`` file."""
-    if not config["item_text_fields"]:
-        raise ConfigError(
-            f"item_text_fields is not set for dataset '{config['dataset']}'. Fix: name the .item "
-            "fields that describe an item, e.g. --item_text_fields=\"['movie_title']\"."
-        )
-    tokens = list(dataset.field2id_token[dataset.iid_field])
-    texts = read_item_texts(config["data_path"], config["dataset"], tokens,
-                            config["item_text_fields"], template=config["item_text_template"],
-                            item_id_field=dataset.iid_field,
-                            field_separator=config["field_separator"])
-    _check_texts(config, texts)
-    return tokens, texts
-
-
-def _check_texts(config, texts):
-    """All items without text cannot be embedded; a few are logged and get a placeholder."""
-    empty = sum(t == UNKNOWN_ITEM_TEXT for t in texts[1:])
-    if empty == len(texts) - 1:
-        raise ConfigError(
-            f"Every item of '{config['dataset']}' has an empty text in the fields "
-            f"{list(config['item_text_fields'])}. Fix: point item_text_fields to .item fields "
-            "that hold titles or descriptions.")
-    if empty:
-        logger.warning("%d of %d items have no text in %s: they are embedded as '%s'",
-                       empty, len(texts) - 1, list(config["item_text_fields"]), UNKNOWN_ITEM_TEXT)
 
 
 def encode_texts(config, texts, llm=None, pairs=None):

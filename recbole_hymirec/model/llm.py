@@ -25,11 +25,11 @@ import os
 import contextlib
 import re
 import shutil
-import tempfile
 
 import torch
 from torch import nn
 
+from recbole_hymirec.atomic import atomic_folder
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.random_state import random_state_kept
 
@@ -197,23 +197,16 @@ def save_plain_copy(model, tokenizer, target, source=None):
     config.dtype = torch.float32
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(model.state_dict())
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
     try:
-        fresh.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        with open(os.path.join(tmp, _CONVERTED_MARKER), "w") as f:
-            json.dump({"source": source}, f)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not os.path.isfile(os.path.join(target, _CONVERTED_MARKER)):
-                raise
-            logger.info("another process converted %s first; using its copy", source)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(target) as tmp:
+            fresh.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            with open(os.path.join(tmp, _CONVERTED_MARKER), "w") as f:
+                json.dump({"source": source}, f)
+    except OSError:
+        if not os.path.isfile(os.path.join(target, _CONVERTED_MARKER)):
+            raise
+        logger.info("another process converted %s first; using its copy", source)
     return target
 
 

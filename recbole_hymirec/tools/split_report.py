@@ -1,6 +1,6 @@
 """Training-free reference scores on a protocol's valid and test rows: prints numbers.
 
-    python -m recbole_hymirec.split_report -d ml-100k [--config_files ...] [--k 10] [--key=value ...]
+    python -m recbole_hymirec.tools.split_report -d ml-100k [--config_files ...] [--k 10] [--key=value ...]
 
 Prints one line ``SPLIT {json}`` with, for the valid rows and the test rows, NDCG@k of two
 scorers that learn nothing, ranking every item as the leaderboard does:

@@ -1,6 +1,6 @@
 """Stage-1 report: build (or load from cache) item embeddings and the codebook of a dataset.
 
-    python -m recbole_hymirec.stage1 -d ml-100k [--config_files "a.yaml"] [--key=value ...]
+    python -m recbole_hymirec.tools.stage1 -d ml-100k [--config_files "a.yaml"] [--key=value ...]
 
 Prints one line ``STAGE1 {json}``: n_items, embedding_dim, llm, codebook_layers,
 codebook_size, bytes_per_item_fp32, bytes_per_item_codes, compression_ratio, recon_cos_mean,

@@ -1,6 +1,6 @@
 """Hyper-parameter search with RecBole's HyperTuning (hyperopt; ray is not needed).
 
-    python -m recbole_hymirec.run_hyper -m HyMiRec -d ml-100k \
+    python -m recbole_hymirec.tools.run_hyper -m HyMiRec -d ml-100k \
         --params_file properties/hyper/HyMiRec.hyper [--config_files "a.yaml"] \
         [--algo exhaustive|random|bayes] [--max_evals 20] [--output_file hyper.jsonl] [--key=value ...]
 
@@ -16,6 +16,7 @@ import json
 import sys
 from functools import partial
 
+from recbole_hymirec.atomic import write_atomic
 from recbole_hymirec.cli import hand_overrides_to_recbole, run_reporting_user_errors
 
 
@@ -40,10 +41,10 @@ def _objective(config_dict, config_file_list, model, dataset):
 
 
 def export_trials(tuner, output_file):
-    with open(output_file, "w", encoding="utf-8") as f:
-        for params, result in tuner.params2result.items():
-            f.write(json.dumps({"params": params, "best_valid_result": result["best_valid_result"],
-                                "test_result": result["test_result"]}, sort_keys=True) + "\n")
+    write_atomic(output_file, "".join(
+        json.dumps({"params": params, "best_valid_result": result["best_valid_result"],
+                    "test_result": result["test_result"]}, sort_keys=True) + "\n"
+        for params, result in tuner.params2result.items()))
 
 
 def run_hyper(model, dataset, params_file, config_files=None, algo="exhaustive", max_evals=100,

@@ -1,6 +1,6 @@
 """Efficiency benchmark: prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
+    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
 
 Prints one line ``BENCH {json}``, measured on this machine's CPU and, when a GPU is present,
 on CUDA too (``device`` names it):
@@ -99,7 +99,7 @@ def embedding_throughput(config, texts, device, rounds=1):
 
 
 def bench_embed(config, dataset, n_items, rounds=1):
-    from recbole_hymirec.model.item_codes import item_texts
+    from recbole_hymirec.data.item_text import item_texts
 
     _, texts = item_texts(config, dataset)
     texts = texts[1:n_items + 1]  # skip the padding item

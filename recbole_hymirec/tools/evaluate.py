@@ -1,6 +1,6 @@
 """Evaluate a saved checkpoint again, on valid and test, with ranking-time overrides.
 
-    python -m recbole_hymirec.evaluate saved/HyMiRec-....pth [--ranking_readout=next] [--key=value ...]
+    python -m recbole_hymirec.tools.evaluate saved/HyMiRec-....pth [--ranking_readout=next] [--key=value ...]
 
 Rebuilds the checkpoint's dataset, splits and model from the config it was trained with,
 applies the ``--key=value`` overrides (keys the checkpoint's config or the model's property

@@ -1,6 +1,6 @@
 """How personal are a trained HyMiRec's interests? Prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.interest_report saved/HyMiRec-....pth [--rows 256] [--k 10]
+    python -m recbole_hymirec.tools.interest_report saved/HyMiRec-....pth [--rows 256] [--k 10]
 
 Reads a checkpoint, runs the first ``--rows`` valid rows and prints one line ``INTERESTS {json}``:
 
@@ -34,7 +34,7 @@ from torch.nn.functional import normalize
 
 from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
-from recbole_hymirec.model.dmil import max_over_interests
+from recbole_hymirec.model.retrieval import max_over_interests
 
 
 def build_parser():

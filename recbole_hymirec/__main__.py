@@ -1,0 +1,7 @@
+"""``python -m recbole_hymirec``: the command line of ``run_recbole_hymirec.py``."""
+import sys
+
+from run_recbole_hymirec import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Command lines of the plugin, one module each, e.g.
+``python -m recbole_hymirec.tools.leaderboard --help``."""
