@@ -40,6 +40,7 @@ import threading
 import time
 
 from recbole_hymirec.cli import split_overrides
+from recbole_hymirec import results_index
 from recbole_hymirec.presets import last_preset, missing_budget_keys
 from recbole_hymirec.seed_summary import row_seed, seed_groups
 
@@ -402,8 +403,8 @@ def _curves_section(rows):
     lines = ["## Learning curves", "",
              "The protocol's `valid_metric` after each evaluation (the best, in bold, is the "
              "checkpoint tested) and the training loss of each epoch (`e<epoch>`; a resumed "
-             "run lists the epochs of its last process). Rows without curves were run before "
-             "the leaderboard recorded them.", "",
+             "run lists the epochs of its last process). Rows without curves have none in "
+             "the page's json.", "",
              "| # | valid score per evaluation | training loss per epoch |", "|---:|---|---|"]
     recorded = 0
     for number, r in enumerate(rows, 1):
@@ -440,7 +441,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
              "- models: " + (", ".join(f"`{r['model']}`" for r in rows) or "(none)"),
              f"- shared config files: {', '.join(f'`{f}`' for f in shared) or '(none)'}",
              f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
-             f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
+             ""]
     lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
     lines += _seeds_section(rows)
     lines += _curves_section(rows)
@@ -559,6 +560,7 @@ def main(argv=None):
         write_atomic(store, json.dumps(list(kept.values()), indent=1) + "\n")  # resumable
     print(f"\nTest metrics on {args.dataset} (full ranking)\n{format_table(rows)}")
     write_page(args.out, args.dataset, rows, command_line, shared, per_model, args.note)
+    results_index.refresh_after_page(args.out)  # the README's results table and results/README.md
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
