@@ -112,6 +112,18 @@ def _md_value(markdown, prefix):
     return match.group(1).strip() if match else "-"
 
 
+def page_order(markdown, rows):
+    """The rows in the order and numbering of the page's results table (rows kept in the
+    json but not on the page are left out); all rows when the page has no such table."""
+    table = re.search(r"^\| # \| model \|.*\n\|[-:|]+\|\n((?:\|.*\n?)*)", markdown, re.M)
+    if not table:
+        return rows
+    names = [re.match(r"\| \d+ \| (.*?) \| ", line).group(1).replace("\\|", "|")
+             for line in table.group(1).splitlines() if re.match(r"\| \d+ \| ", line)]
+    by_name = {r["model"]: r for r in rows}
+    return [by_name[n] for n in names if n in by_name]
+
+
 def read_page(json_path, results_dir):
     """A page's rows, its links relative to ``results_dir`` and its machine and protocol."""
     with open(json_path, encoding="utf-8") as f:
@@ -122,6 +134,7 @@ def read_page(json_path, results_dir):
     base = os.path.splitext(json_path)[0]
     with open(base + ".md", encoding="utf-8") as f:
         markdown = f.read()
+    rows = page_order(markdown, rows)
     return {"link": os.path.relpath(base + ".md", results_dir).replace(os.sep, "/"),
             "dataset": os.path.basename(base), "rows": rows,
             "machine": _md_value(markdown, "machine:"),
