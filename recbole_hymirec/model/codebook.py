@@ -235,7 +235,7 @@ class CosineResidualCodebook(nn.Module):
     ``encode`` maps any embeddings (pool or new items) to codes with plain argmax-cosine, no
     cap, and gives the pool exactly ``codes``; ``decode`` rebuilds embeddings from codes.
 
-    Decode rule (METHOD.md: "sum over layers of the chosen centroids, optionally scaled"):
+    Decode rule (the sum over layers of the chosen centroids, each scaled):
 
     .. math::  \hat e = \sum_l \alpha_{l,b_l} c_{l,b_l}
 

@@ -5,7 +5,7 @@ Reference:
     Zhou et al. "HyMiRec: A Hybrid Multi-interest Learning Framework for LLM-based Sequential
     Recommendation." arXiv 2510.13738, 2025.
 
-The model, end to end (see DESIGN.md / METHOD.md):
+The model, end to end (docs/design.md):
 
 * stage 1 (at construction, from cache when valid): item text -> content LLM embeddings
   (frozen, centred) -> cosine residual codebook codes;
