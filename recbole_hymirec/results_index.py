@@ -52,6 +52,15 @@ def name_without_seed(name):
     return f"{model}({','.join(kept)})" if kept else model
 
 
+def seed_of(row):
+    """The row's seed, its config files read from the repo root (where leaderboards run)."""
+    command = list(row.get("command") or [])
+    if "--config_files" in command[:-1]:
+        at = command.index("--config_files") + 1
+        command[at] = " ".join(os.path.join(REPO_ROOT, f) for f in command[at].split())
+    return str(row_seed({**row, "command": command}))
+
+
 def _mean(values):
     return sum(values) / len(values)
 
@@ -63,11 +72,11 @@ def summarise(members):
     return {
         "name": name_without_seed(rows[0]["model"]),
         "rows": numbers,
-        "seeds": [str(row_seed(r)) for r in rows],
+        "seeds": [seed_of(r) for r in rows],
         "valid": _mean([r["result"].get("best_valid_score") or 0.0 for r in rows]),
         "test": _mean([t.get(METRIC, 0.0) for t in tests]),
         "coverage": _mean([t.get(COVERAGE, 0.0) for t in tests]),
-        "test_by_seed": {str(row_seed(r)): t.get(METRIC, 0.0) for r, t in zip(rows, tests)},
+        "test_by_seed": {seed_of(r): t.get(METRIC, 0.0) for r, t in zip(rows, tests)},
     }
 
 
@@ -234,10 +243,10 @@ def render_demo(rows):
         test = (row.get("result") or {}).get("test_result") or {}
         cells = [f"{test[m]:.4f}" if m in test else "-" for m in DEMO_METRICS]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {row['seconds']:.0f} |")
-    total = sum(r.get("seconds", 0.0) for r in rows)
+    minutes, seconds = divmod(round(sum(r.get("seconds", 0.0) for r in rows)), 60)
     devices = sorted({(r.get("result") or {}).get("device", "-") for r in rows})
-    lines += ["", f"Test metrics of `make demo` on ml-100k (full ranking); {total / 60:.0f} min "
-                  f"{total % 60:.0f} s of training and testing in all, device: {', '.join(devices)}."]
+    lines += ["", f"Test metrics of `make demo` on ml-100k (full ranking); {minutes} min "
+                  f"{seconds} s of training and testing in all, device: {', '.join(devices)}."]
     return "\n".join(lines)
 
 
