@@ -171,3 +171,27 @@ def test_the_shown_python_snippets_run():
 def test_the_readme_is_short():
     with open(PAGES[0], encoding="utf-8") as f:
         assert len(f.read().splitlines()) <= 250
+
+
+def _slug(heading):
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path):
+    with open(path, encoding="utf-8") as f:
+        return {_slug(h) for h in re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", f.read(),
+                                                                      flags=re.S), flags=re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES + [os.path.join(REPO_ROOT, "results", "README.md")],
+                         ids=lambda p: os.path.relpath(p, REPO_ROOT))
+def test_links_reach_their_file_and_heading(page):
+    with open(page, encoding="utf-8") as f:
+        links = re.findall(r"\]\(([^)\s:]*)\)", f.read())
+    for link in links:
+        target, _, anchor = link.partition("#")
+        path = os.path.normpath(os.path.join(os.path.dirname(page), target)) if target else page
+        assert os.path.exists(path), f"{page}: link {link} has no file"
+        if anchor:
+            assert anchor in _anchors(path), f"{page}: link {link} has no such heading"
