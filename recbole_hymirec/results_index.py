@@ -164,8 +164,8 @@ def find_pages(results_dir):
 
 # ---------------------------------------------------------------- rendering
 
-def _rows_cell(config):
-    return ", ".join(f"#{n}" for n in config["rows"])
+def _rows_cell(configuration):
+    return ", ".join(f"#{n}" for n in configuration["rows"])
 
 
 def _seeds_cell(result):
