@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(PYTHON) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install test demo results clean
 
 install: $(STAMP)
 
@@ -25,10 +25,16 @@ test: install
 
 # HyMiRec (CPU variant) and SASRec on ml-100k, one protocol, metrics side by side: the protocol,
 # then the baselines' preset, then HyMiRec's own preset (the last preset sets its whole budget).
+# The README's demo block is then filled from the page the run wrote.
 demo: install
 	$(PYTHON) -m recbole_hymirec.tools.leaderboard -d ml-100k -m HyMiRec,SASRec --force --out saved/demo \
 		--config_files "properties/benchmark/demo.yaml properties/presets/demo_cpu.yaml" \
 		--model_config HyMiRec=properties/presets/hymirec_cpu.yaml
+	$(PYTHON) -m recbole_hymirec.tools.results_index --demo saved/demo/ml-100k.json
+
+# results/README.md and the README's results table, from the pages under results/.
+results: install
+	$(PYTHON) -m recbole_hymirec.tools.results_index
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info log log_tensorboard saved

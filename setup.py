@@ -47,7 +47,7 @@ setup(
     packages=find_packages(include=["recbole_hymirec", "recbole_hymirec.*"])
     + ["recbole_hymirec.properties"],
     package_dir={"recbole_hymirec.properties": "properties"},
-    package_data={"recbole_hymirec.properties": ["*.yaml", "*/*.yaml"]},
+    package_data={"recbole_hymirec.properties": ["*.yaml", "*/*.yaml", "hyper/*.hyper"]},
     include_package_data=True,
     py_modules=["run_recbole_hymirec"],
     install_requires=INSTALL_REQUIRES,

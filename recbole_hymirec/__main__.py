@@ -1,4 +1,5 @@
-"""``python -m recbole_hymirec``: the command line of ``run_recbole_hymirec.py``."""
+"""``python -m recbole_hymirec``: the command line of ``run_recbole_hymirec.py`` (train and
+test a plugin model or any RecBole model)."""
 import sys
 
 from run_recbole_hymirec import main

@@ -12,7 +12,7 @@ Applied once, on ``import recbole_hymirec``:
   always; a CPU model (gloo ranks) must get ``device_ids=None``.
 * RecBole's evaluation collector calls ``.cpu()`` on every collected value, so the metrics
   that need the item count or item popularity (ItemCoverage, AveragePopularity, TailPercentage)
-  crash with "'int' object has no attribute 'cpu'"; only tensors are moved now.
+  crash with "'int' object has no attribute 'cpu'"; the patched collector moves only tensors.
 
 Nothing else in RecBole is patched (the gloo backend on CPU is chosen by our Config).
 """

@@ -1,5 +1,5 @@
 """Protocol files hold protocol keys, presets hold every budget key, and every command the
-README, the Makefile and the results pages print runs its preset's budget."""
+README, the docs, the Makefile and the results pages print runs its preset's budget."""
 import glob
 import os
 import re
@@ -18,6 +18,7 @@ from recbole_hymirec.tools import entries, leaderboard
 PROTOCOLS = sorted(glob.glob(os.path.join(REPO_ROOT, "properties", "benchmark", "*.yaml")))
 PRESETS = sorted(glob.glob(os.path.join(REPO_ROOT, "properties", "presets", "*.yaml")))
 PAGES = [os.path.join(REPO_ROOT, "README.md")] + sorted(
+    glob.glob(os.path.join(REPO_ROOT, "docs", "*.md"))) + sorted(
     glob.glob(os.path.join(REPO_ROOT, "results", "**", "*.md"), recursive=True))
 # Commands of these tools train or time a model: they name a preset.
 TRAINING_TOOLS = ("run_recbole_hymirec.py", "recbole_hymirec.tools.leaderboard",
@@ -124,8 +125,8 @@ def _fenced_commands(text):
 def _inline_commands(text):
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     spans = (" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose))
-    return [span for span in spans
-            if span.startswith(("python ", ".venv/bin/python ", "run_recbole_hymirec.py"))]
+    return [span for span in spans  # a tool's bare name in prose is no command
+            if span.startswith(("python ", ".venv/bin/python ", "run_recbole_hymirec.py "))]
 
 
 def printed_commands(path):
@@ -230,12 +231,12 @@ def test_printed_command_runs_its_presets_budget(where, run, monkeypatch):
     assert _budget(config, keys) == {key: values[key] for key in keys}
 
 
-def test_readme_gpu_command_runs_hymirec_on_its_rows_windows(monkeypatch):
-    """The README's next step after rows 20/21/25 (their model keys on a GPU) reads the same
-    windows as those rows (N = 10, L_long = 100) with their batch and epochs, whatever the
-    protocol file or the baselines' budget set."""
-    readme = os.path.join(REPO_ROOT, "README.md")
-    (command,) = [c for c in printed_commands(readme) if "hymirec_tuned" in c]
+def test_design_gpu_command_runs_hymirec_on_its_rows_windows(monkeypatch):
+    """The design notes' GPU run of rows 20/21/25's model keys reads the same windows as
+    those rows (N = 10, L_long = 100) with their batch and epochs, whatever the protocol
+    file or the baselines' budget set."""
+    design = os.path.join(REPO_ROOT, "docs", "design.md")
+    (command,) = [c for c in printed_commands(design) if "hymirec_tuned" in c]
     (run,) = [r for r in runs_of(command) if r[0] == "HyMiRec"]
     config = resolve(*run, monkeypatch)
     assert _budget(config, ["MAX_ITEM_LIST_LENGTH", "long_seq_len", "train_batch_size",

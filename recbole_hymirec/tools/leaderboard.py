@@ -39,6 +39,7 @@ from recbole_hymirec.cli import split_overrides
 from recbole_hymirec.presets import last_preset, missing_budget_keys
 from recbole_hymirec.tools.entries import (entries_per_seed, merge_overrides, override_key,
                                            parse_entry, parse_seeds, split_model_list)
+from recbole_hymirec.tools import results_index
 from recbole_hymirec.tools.pages import format_table, load_rows, save_rows, write_page
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -178,6 +179,7 @@ def main(argv=None):
         save_rows(store, list(kept.values()))  # resumable
     print(f"\nTest metrics on {args.dataset} (full ranking)\n{format_table(rows)}")
     write_page(args.out, args.dataset, rows, command_line, shared, per_model, args.note)
+    results_index.refresh_after_page(args.out)  # the README's results table and results/README.md
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

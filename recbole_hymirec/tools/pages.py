@@ -184,8 +184,8 @@ def _curves_section(rows):
     lines = ["## Learning curves", "",
              "The protocol's `valid_metric` after each evaluation (the best, in bold, is the "
              "checkpoint tested) and the training loss of each epoch (`e<epoch>`; a resumed "
-             "run lists the epochs of its last process). Rows without curves were run before "
-             "the leaderboard recorded them.", "",
+             "run lists the epochs of its last process). Rows without curves have none in "
+             "the page's json.", "",
              "| # | valid score per evaluation | training loss per epoch |", "|---:|---|---|"]
     recorded = 0
     for number, r in enumerate(rows, 1):
@@ -222,7 +222,7 @@ def render_markdown(rows, dataset, command_line, shared, per_model, notes=()):
              "- models: " + (", ".join(f"`{r['model']}`" for r in rows) or "(none)"),
              f"- shared config files: {', '.join(f'`{f}`' for f in shared) or '(none)'}",
              f"- machine: `{platform.platform()}`, {os.cpu_count()} CPUs; training device: {device}",
-             f"- page written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
+             ""]
     lines += _dataset_section(rows) + _protocol_section(shared) + _results_table(rows)
     lines += _seeds_section(rows)
     lines += _curves_section(rows)
