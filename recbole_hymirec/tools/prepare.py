@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from recbole_hymirec.cli import run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.errors import ConfigError, DatasetNotFoundError
 
 INTER_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
@@ -280,13 +280,8 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-
-    def job():
-        print("PREPARE " + json.dumps(args.prepare(args), sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "PREPARE",
+                              lambda args, _: args.prepare(args), overrides=False)
 
 
 if __name__ == "__main__":

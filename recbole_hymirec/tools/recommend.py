@@ -29,7 +29,7 @@ import sys
 
 import torch
 
-from recbole_hymirec.cli import run_reporting_user_errors
+from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.tools.prepare import atomic_text_file
 
@@ -176,15 +176,12 @@ def build_parser():
     return parser
 
 
+def make_report(args, _config_files):
+    return recommend(args.checkpoint, args.out, args.topk, args.format, args.new_items)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-
-    def job():
-        report = recommend(args.checkpoint, args.out, args.topk, args.format, args.new_items)
-        print("RECOMMEND " + json.dumps(report, sort_keys=True))
-        return 0
-
-    return run_reporting_user_errors(job)
+    return run_report_command(build_parser(), argv, "RECOMMEND", make_report, overrides=False)
 
 
 if __name__ == "__main__":
