@@ -29,10 +29,10 @@ INSTALL_REQUIRES = [
     "tqdm>=4",
     "matplotlib>=3.5",  # the leaderboard's png
     "hyperopt==0.2.5",  # RecBole 1.2.1's exhaustive search passes a RandomState (0.2.7+ need a Generator)
-    # RecBole 1.2.1 breaks on numpy 2 (np.float_), pandas 3 (token_seq fields)
-    # and setuptools >= 81 (ray imports pkg_resources).
-    "numpy>=1.24,<2",
-    "pandas>=1.5,<3",
+    # numpy 2 and pandas 3 run through the shims in compat.py (tested up to those majors);
+    # RecBole 1.2.1 breaks on setuptools >= 81 (ray imports pkg_resources).
+    "numpy>=1.24,<3",
+    "pandas>=1.5,<4",
     "setuptools<81",
 ]
 

@@ -2,8 +2,16 @@
 
 Applied once, on ``import recbole_hymirec``:
 
-* a clear error when numpy >= 2 or pandas >= 3 is installed (RecBole 1.2.1 uses
-  ``np.float_`` in every Config and mishandles token_seq fields on pandas 3);
+* numpy >= 2.0 removed the aliases ``np.float_``, ``np.complex_`` and ``np.unicode_``, which
+  RecBole 1.2.1's Config reads when it is built: they are restored (as numpy 1.x defined them);
+* pandas >= 3.0 (copy-on-write): RecBole 1.2.1 fills missing values with
+  ``feat[field].fillna(..., inplace=True)``, which no longer writes into the frame, so NaN
+  tokens and floats stayed unfilled; the filling assigns the filled column instead;
+* pandas >= 3.0: ``Series.agg(len)`` gives the Series' length, not each row's, so RecBole
+  1.2.1's id remapping of token_seq fields split every field into one piece and failed
+  ("Length of values (1) does not match length of index"); the remapping takes each row's
+  length;
+* a clear error for numpy >= 3 or pandas >= 4, with which RecBole 1.2.1 has never run;
 * RecBole's own checkpoint loads (best-model reload after ``fit``, ``resume_checkpoint``)
   work on torch >= 2.6: RecBole pickles its Config into every checkpoint, which the new
   ``weights_only=True`` default refuses. Only calls made from RecBole's trainer module on
@@ -25,9 +33,11 @@ from recbole_hymirec.errors import EnvironmentMismatchError
 
 # (package, first unsupported major version, why)
 _UNSUPPORTED_MAJORS = (
-    ("numpy", 2, "RecBole 1.2.1 uses np.float_, removed in numpy 2"),
-    ("pandas", 3, "RecBole 1.2.1 mishandles token_seq fields and NaN filling on pandas 3"),
+    ("numpy", 3, "RecBole 1.2.1 and its shims here are tested up to numpy 2"),
+    ("pandas", 4, "RecBole 1.2.1 and its shims here are tested up to pandas 3"),
 )
+# numpy 1.x aliases removed in numpy 2.0 that RecBole 1.2.1's Config.compatibility_settings reads
+NUMPY1_ALIASES = {"float_": "float64", "complex_": "complex128", "unicode_": "str_"}
 # Modules whose torch.load calls read checkpoints RecBole itself wrote (trusted files).
 TRUSTED_CHECKPOINT_CALLERS = ("recbole.trainer.trainer",)
 
@@ -51,6 +61,74 @@ def check_versions():
                 f"{name} {version} is installed but {why}. "
                 f"Fix: pip install '{name}<{bad_major}' (or run `make install`)."
             )
+
+
+def restore_numpy_aliases():
+    """numpy >= 2.0: define the removed aliases RecBole reads (a no-op on numpy 1.x)."""
+    import numpy
+
+    for alias, target in NUMPY1_ALIASES.items():
+        if alias not in vars(numpy):
+            setattr(numpy, alias, getattr(numpy, target))
+
+
+def _fill_nan_by_assignment(self):
+    """RecBole's ``Dataset._fill_nan`` with each filled column assigned back (pandas >= 3 does
+    not write an inplace ``fillna`` on a column into its frame): tokens -> 0 (``[PAD]``), floats
+    -> the field's mean, sequences -> empty arrays."""
+    import numpy
+    from recbole.utils import FeatureType
+
+    for feat_name in self.feat_name_list:
+        feat = getattr(self, feat_name)
+        for field in feat:
+            ftype = self.field2type[field]
+            if ftype == FeatureType.TOKEN:
+                feat[field] = feat[field].fillna(value=0)
+            elif ftype == FeatureType.FLOAT:
+                feat[field] = feat[field].fillna(value=feat[field].mean())
+            else:
+                dtype = numpy.int64 if ftype == FeatureType.TOKEN_SEQ else numpy.float64
+                feat[field] = feat[field].apply(
+                    lambda x: numpy.array([], dtype=dtype) if isinstance(x, float) else x)
+
+
+def patch_nan_filling():
+    from recbole.data.dataset import Dataset
+
+    Dataset._fill_nan = _fill_nan_by_assignment
+
+
+def _remap_token_seq_by_row_length(self, remap_list):
+    """RecBole's ``Dataset._remap`` (ids by ``pandas.factorize`` over every field sharing them)
+    with each token_seq row split back by its own length."""
+    import numpy
+    import pandas
+    from recbole.utils import FeatureType
+
+    if len(remap_list) == 0:
+        return
+    tokens, split_point = self._concat_remaped_tokens(remap_list)
+    new_ids_list, mapping = pandas.factorize(tokens)
+    new_ids_list = numpy.split(new_ids_list + 1, split_point)
+    mapping = numpy.array(["[PAD]"] + list(mapping))
+    token_id = {t: i for i, t in enumerate(mapping)}
+    for (feat, field, ftype), new_ids in zip(remap_list, new_ids_list):
+        if field not in self.field2id_token:
+            self.field2id_token[field] = mapping
+            self.field2token_id[field] = token_id
+        if ftype == FeatureType.TOKEN:
+            feat[field] = new_ids
+        elif ftype == FeatureType.TOKEN_SEQ:
+            row_ends = numpy.cumsum(feat[field].map(len).to_numpy())[:-1]
+            feat[field] = pandas.Series(numpy.split(new_ids, row_ends), index=feat.index,
+                                        dtype=object)
+
+
+def patch_token_seq_remap():
+    from recbole.data.dataset import Dataset
+
+    Dataset._remap = _remap_token_seq_by_row_length
 
 
 def _is_local_file(f):
@@ -121,6 +199,9 @@ def apply():
     if _applied:
         return
     check_versions()
+    restore_numpy_aliases()
+    patch_nan_filling()
+    patch_token_seq_remap()
     patch_checkpoint_loading()
     patch_collector()
     _applied = True

@@ -66,6 +66,12 @@ def _interacted(split, targets=True):
     return torch.cat(users), torch.cat(items)
 
 
+def seen_in(train_split, *parts):
+    """SeenItems of ``parts``, pairs ``(split, targets)`` read as :func:`_interacted` reads them."""
+    users, items = zip(*(_interacted(split, targets) for split, targets in parts))
+    return SeenItems(torch.cat(users), torch.cat(items), train_split.user_num, train_split.item_num)
+
+
 def phase_seen_items(train_split, valid_split, test_split):
     """``(valid, test)`` SeenItems: the training items; the training and valid items.
 
@@ -74,15 +80,16 @@ def phase_seen_items(train_split, valid_split, test_split):
     re-sorts the augmented rows by time, so a user's rows are no longer together.
     """
     train_split = getattr(train_split, "unstrided_split", train_split)
-
-    def seen(*parts):
-        users, items = zip(*(_interacted(split, targets) for split, targets in parts))
-        return SeenItems(torch.cat(users), torch.cat(items), train_split.user_num,
-                         train_split.item_num)
-
-    valid_seen = seen((train_split, True), (valid_split, False))
-    test_seen = seen((train_split, True), (valid_split, True), (test_split, False))
+    valid_seen = seen_in(train_split, (train_split, True), (valid_split, False))
+    test_seen = seen_in(train_split, (train_split, True), (valid_split, True), (test_split, False))
     return valid_seen, test_seen
+
+
+def every_seen_item(train_split, valid_split, test_split):
+    """SeenItems of every item of every split, the test targets included: what a user has
+    already interacted with when recommendations are served."""
+    train_split = getattr(train_split, "unstrided_split", train_split)
+    return seen_in(train_split, (train_split, True), (valid_split, True), (test_split, True))
 
 
 def mask_seen_items(config, train_data, valid_data, test_data):

@@ -37,6 +37,7 @@ that the dense loss trains).
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
+from torch.nn import functional as F
 
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
 from recbole_hymirec.distributed import rank_zero_first
@@ -402,6 +403,40 @@ class HyMiRec(SequentialRecommender):
         return merge_topk(interests, self.item_embeddings(), k, exclude=exclude,
                           item_bias=self.item_bias, scale=self.dmil.logit_scale(),
                           normalize=self.dmil.normalize)
+
+    def proposing_interests(self, interaction, item_ids):
+        """For each item of ``item_ids`` ``[B, k]``, the index of the ranking vector (interest)
+        whose score is the item's ``full_sort_predict`` score, the max over them ``[B, k]``."""
+        interests = self.ranking_interests(interaction)  # [B, K', d]
+        items = self.item_embeddings()[item_ids]  # [B, k, d]
+        if self.dmil.normalize:
+            interests, items = F.normalize(interests, dim=-1), F.normalize(items, dim=-1)
+        return torch.einsum("bhd,bjd->bjh", interests, items).argmax(dim=2)  # [B, k]
+
+    # ------------------------------------------------------------------ new items
+
+    def add_items(self, content, tower_content, codes):
+        """Append items the model was not trained on, without retraining; returns their ids.
+
+        ``content`` ``[n, D]`` are their centred content embeddings, ``tower_content`` the item
+        tower's input for them, ``codes`` ``[n, L]`` their codebook codes. Their ID embedding
+        and item bias, when the model has them, are zero: the value they start training at.
+        """
+        first_id = self.n_items
+        self.item_content = torch.cat([self.item_content, content.to(self.item_content)])
+        self.item_tower_content = torch.cat([self.item_tower_content,
+                                             tower_content.to(self.item_tower_content)])
+        self.item_codes = torch.cat([self.item_codes, codes.to(self.item_codes)])
+        self.n_items += len(content)
+        if self.item_id_embedding is not None:
+            weight = self.item_id_embedding.weight.data
+            self.item_id_embedding = nn.Embedding.from_pretrained(
+                torch.cat([weight, weight.new_zeros(len(content), weight.shape[1])]),
+                freeze=False, padding_idx=0)
+        if self.item_bias is not None:
+            bias = self.item_bias.data
+            self.item_bias = nn.Parameter(torch.cat([bias, bias.new_zeros(len(content))]))
+        return torch.arange(first_id, self.n_items)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -155,18 +155,40 @@ def _load_pool(path, dim):
     return pool.float()
 
 
-def content_embeddings(config, dataset, llm=None):
-    """``(embeddings [n_items, D], cache_hit)``: centred content embeddings of every item,
-    row 0 = padding, from the cache when it is valid."""
+def raw_content_embeddings(config, dataset, llm=None):
+    """``(raw embeddings [n_items, D], cache_hit)`` of every item, from the cache when it is
+    valid (row 0 = padding)."""
     tokens, texts = item_texts(config, dataset)
     pairs = finetune_pairs(config, dataset)
     with rank_zero_first():  # several ranks: rank 0 fills the cache, the others read it
-        raw, cache_hit = cached_item_embeddings(
+        return cached_item_embeddings(
             embedding_cache_dir(config), embedding_key_fields(config, tokens, texts, pairs),
             lambda: encode_texts(config, texts, llm, pairs), expected_n=len(tokens),
         )
+
+
+def content_embeddings(config, dataset, llm=None):
+    """``(embeddings [n_items, D], cache_hit)``: centred content embeddings of every item,
+    row 0 = padding, from the cache when it is valid."""
+    raw, cache_hit = raw_content_embeddings(config, dataset, llm)
     embeddings, _ = postprocess(raw)
     return embeddings, cache_hit
+
+
+def new_item_inputs(config, dataset, texts):
+    """``(content [n, D], tower input [n, D])`` of items outside ``dataset``, from their texts:
+    embedded by the same encoder, centred (and whitened) with the catalogue's statistics, so
+    that they live in the space the codebook and the item tower were fitted on."""
+    if config["encoder_finetune_epochs"]:
+        raise ConfigError("new items need the fine-tuned item encoder, which checkpoints do not "
+                          "hold (encoder_finetune_epochs > 0). Fix: add the items to the "
+                          "dataset's .item file and retrain.")
+    catalogue, mean = postprocess(raw_content_embeddings(config, dataset)[0])
+    content, _ = center_embeddings(encode_texts(config, texts), mean)  # [n, D]
+    if not config["whiten_embeddings"]:
+        return content, content
+    _, white_mean, transform = whiten(catalogue[1:])
+    return content, (content - white_mean) @ transform
 
 
 def item_tower_input(config, embeddings):
