@@ -180,7 +180,7 @@ def test_nothing_left_after_filtering_is_a_clear_error(amazon_files, tmp_path):
 @pytest.mark.parametrize("name", ["amazon-books", "pixelrec"])
 def test_converted_files_load_with_the_shipped_dataset_properties(name, amazon_files, tmp_path):
     from recbole_hymirec.config import Config
-    from recbole_hymirec.model.content_encoder import read_item_texts
+    from recbole_hymirec.data.item_text import read_item_texts
     from recbole_hymirec.utils import create_dataset
 
     out = str(tmp_path / "data")

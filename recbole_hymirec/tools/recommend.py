@@ -57,7 +57,7 @@ def item_file_tokens(path, item_id_field, field_separator="\t"):
 def add_new_items(config, model, dataset, path):
     """Embed and code the items of ``path`` the dataset lacks and append them to ``model``'s
     catalogue; returns their tokens (in id order, after the dataset's)."""
-    from recbole_hymirec.model.content_encoder import read_item_texts
+    from recbole_hymirec.data.item_text import read_item_texts
     from recbole_hymirec.model.item_codes import new_item_inputs
 
     if not hasattr(model, "add_items"):
