@@ -273,12 +273,14 @@ def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
     model.dmil.readout_loss = spy
     losses = model.calculate_loss(batch)
     assert len(losses) == 3 and all(torch.isfinite(term) for term in losses)  # DMIL, coarse, dense
-    targets, seen = calls[-1]  # [V, 1], [V, S]
-    assert len(targets) == int(batch["item_length"].sum())  # every window token predicts
+    targets, seen = calls[-1]  # [B * T, 1], [B * T, S]: every window slot, row by row
     lengths = batch["item_length"]
+    window, row_targets = batch["item_id_list"], model.target_window(batch)  # [B, T], [B, W]
+    real = (torch.arange(window.shape[1]) < lengths.unsqueeze(1)).reshape(-1)  # [B * T]
+    assert torch.equal(targets[:, 0] > 0, real)  # every window token predicts, padding nothing
+    targets, seen = targets[real], seen[real]  # [V, 1], [V, S]
     rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # [V]
     slots = torch.cat([torch.arange(int(length)) for length in lengths])  # [V]
-    window, row_targets = batch["item_id_list"], model.target_window(batch)  # [B, T], [B, W]
     co_width = window.shape[1] + row_targets.shape[1]  # the co-positives follow the seen items
     for v, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist())):
         start = int(history.offsets[batch["user_id"][row]])

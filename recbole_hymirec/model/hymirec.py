@@ -358,12 +358,15 @@ class HyMiRec(SequentialRecommender):
     def dense_loss(self, interaction, window, items, negatives, targets):
         """Softmax loss of every window token's output against the item after it (same logit,
         bias, negatives and seen-item mask as the other losses). The token's other positives,
-        the later window items and the row's ``W`` targets ``[B, W]``, are never its negatives."""
+        the later window items and the row's ``W`` targets ``[B, W]``, are never its negatives.
+        Every slot of the window is scored, V = B * T (a fixed shape: selecting the real tokens
+        would wait for the device to count them); a slot with no next item counts for nothing."""
         window_items, window_mask, outputs = window  # [B, T], [B, T], [B, T, d]
         following = self.dense_next_items(interaction, window_items, window_mask)  # [B, T]
-        rows, slots = following.nonzero(as_tuple=True)  # [V], [V]
-        if rows.numel() == 0:
-            return outputs.sum() * 0.0  # no window token at all: a zero in the graph
+        rows, slots = torch.meshgrid(torch.arange(following.shape[0], device=following.device),
+                                     torch.arange(following.shape[1], device=following.device),
+                                     indexing="ij")
+        rows, slots = rows.reshape(-1), slots.reshape(-1)  # [V], [V]
         never_negative = self.dense_co_positives(window_items, targets, rows, slots)  # [V, T + W]
         if self.loss_masks_seen:  # the user's items before each predicted one
             seen = self.seen_before_window_tokens(interaction, window_items, rows, slots)  # [V, S]
