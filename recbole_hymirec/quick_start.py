@@ -11,7 +11,6 @@ from logging import getLogger
 import torch
 import torch.distributed as dist
 import yaml
-from recbole.data import data_preparation
 from recbole.data.transform import construct_transform
 from recbole.utils import get_environment, get_flops, init_logger, set_color
 
@@ -24,7 +23,7 @@ from recbole_hymirec.metrics import attach_metric_data
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.presets import budget_keys
 from recbole_hymirec.property_files import properties_dir
-from recbole_hymirec.utils import create_dataset, get_model, get_trainer
+from recbole_hymirec.utils import create_dataset, data_preparation, get_model, get_trainer
 
 
 def plain_result(result):

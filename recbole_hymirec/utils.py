@@ -1,4 +1,4 @@
-"""Resolve models, trainers and datasets: the plugin's first, then RecBole's."""
+"""Resolve models, trainers, datasets and data loaders: the plugin's first, then RecBole's."""
 import difflib
 import importlib
 import os
@@ -106,3 +106,17 @@ def create_dataset(config):
 
         return recbole.data.create_dataset(config)
     return dataset_class(config)
+
+
+def data_preparation(config, dataset):
+    """RecBole's splits and loaders; a HyMiRecDataset's loaders also attach to every batch the
+    user-history fields its model reads (data/transform.py)."""
+    import recbole.data
+
+    from recbole_hymirec.data.dataset import HyMiRecDataset
+    from recbole_hymirec.data.transform import attach_user_history
+
+    train_data, valid_data, test_data = recbole.data.data_preparation(config, dataset)
+    if isinstance(dataset, HyMiRecDataset):
+        attach_user_history(config, train_data, valid_data, test_data)
+    return train_data, valid_data, test_data

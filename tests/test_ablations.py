@@ -3,27 +3,37 @@ import os
 
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.trainer import HyMiRecTrainer
-from recbole_hymirec.utils import create_dataset, get_model
+from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 
 
-def _build_with_config(assets, **overrides):
+def _build_with_loaders(assets, **overrides):
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache
     config = Config("HyMiRec", "tiny", config_dict=tiny_hymirec_settings(data_path, llm_path, **overrides))
     train, _, test = data_preparation(config, create_dataset(config))
     torch.manual_seed(0)
     model = get_model("HyMiRec")(config, train._dataset)
+    return config, model, train, test
+
+
+def _build_with_config(assets, **overrides):
+    config, model, train, test = _build_with_loaders(assets, **overrides)
     return config, model, next(iter(train)), next(iter(test))[0]
 
 
 def _build(assets, **overrides):
     return _build_with_config(assets, **overrides)[1:]
+
+
+def _build_with_history(assets, **overrides):
+    """``(model, first training batch, the dataset's per-user table)``."""
+    _, model, train, _ = _build_with_loaders(assets, **overrides)
+    return model, next(iter(train)), train._dataset.user_history
 
 
 def _llm_context_widths(model, batch):
@@ -187,10 +197,9 @@ def test_id_embedding_starts_as_the_content_tower_and_then_learns(assets):
 
 
 def test_loss_masks_seen_passes_every_item_before_the_target_and_nothing_after(assets):
-    model, batch, _ = _build(assets, loss_masks_seen=True, mask_seen_items=True)
+    model, batch, history = _build_with_history(assets, loss_masks_seen=True, mask_seen_items=True)
     seen = model.seen_items(batch)  # [B, S]
     users, positions = batch["user_id"], batch["target_position"]
-    history = model.user_history
     for row, (user, position) in enumerate(zip(users.tolist(), positions.tolist())):
         start = int(history.offsets[user])
         expected = history.items[start:start + position].tolist()
@@ -250,8 +259,9 @@ def test_dense_next_items_follow_the_window_then_the_target(assets):
 
 
 def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
-    model, batch, _ = _build(assets, dense_loss_weight=0.5, coarse_history="before_window",
-                             loss_masks_seen=True, mask_seen_items=True)
+    model, batch, history = _build_with_history(assets, dense_loss_weight=0.5,
+                                                coarse_history="before_window",
+                                                loss_masks_seen=True, mask_seen_items=True)
     model.eval()  # no dropout: the loss is a deterministic function of the batch
     calls = []
     original = model.dmil.readout_loss
@@ -263,12 +273,14 @@ def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
     model.dmil.readout_loss = spy
     losses = model.calculate_loss(batch)
     assert len(losses) == 3 and all(torch.isfinite(term) for term in losses)  # DMIL, coarse, dense
-    targets, seen = calls[-1]  # [V, 1], [V, S]
-    assert len(targets) == int(batch["item_length"].sum())  # every window token predicts
-    history, lengths = model.user_history, batch["item_length"]
+    targets, seen = calls[-1]  # [B * T, 1], [B * T, S]: every window slot, row by row
+    lengths = batch["item_length"]
+    window, row_targets = batch["item_id_list"], model.target_window(batch)  # [B, T], [B, W]
+    real = (torch.arange(window.shape[1]) < lengths.unsqueeze(1)).reshape(-1)  # [B * T]
+    assert torch.equal(targets[:, 0] > 0, real)  # every window token predicts, padding nothing
+    targets, seen = targets[real], seen[real]  # [V, 1], [V, S]
     rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths)  # [V]
     slots = torch.cat([torch.arange(int(length)) for length in lengths])  # [V]
-    window, row_targets = batch["item_id_list"], model.target_window(batch)  # [B, T], [B, W]
     co_width = window.shape[1] + row_targets.shape[1]  # the co-positives follow the seen items
     for v, (row, slot) in enumerate(zip(rows.tolist(), slots.tolist())):
         start = int(history.offsets[batch["user_id"][row]])
@@ -278,17 +290,17 @@ def test_dense_loss_masks_exactly_the_items_before_each_predicted_one(assets):
         assert [i for i in before if i] == history.items[start:start + predicted].tolist()
         later = window[row, slot + 1:].tolist()
         assert seen[v, -co_width:].tolist() == [0] * (slot + 1) + later + row_targets[row].tolist()
-    assert torch.isclose(losses[2], 0.5 * original(*_dense_inputs(model, batch)))
+    assert torch.isclose(losses[2], 0.5 * original(*_dense_inputs(model, batch, history)))
 
 
-def _dense_inputs(model, batch):
+def _dense_inputs(model, batch, history):
     """The dense loss's arguments rebuilt by hand from the window outputs."""
     _, _, (items, mask, outputs) = model._user_side(batch, with_recent=True)
     following = model.dense_next_items(batch, items, mask)
     rows, slots = following.nonzero(as_tuple=True)
     users, positions = batch["user_id"], batch["target_position"]
     before = positions[rows] - batch["item_length"][rows] + slots + 1
-    seen = model.user_history.before(users[rows], before)
+    seen = history.before(users[rows], before)
     co_positives = model.dense_co_positives(items, model.target_window(batch), rows, slots)
     return (outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1),
             model.item_embeddings(), None, model.item_bias, torch.cat([seen, co_positives], 1))
@@ -336,10 +348,10 @@ def test_ranking_readouts_take_the_max_over_the_vectors_they_name(assets, simila
 
 
 def test_coarse_history_before_window_ends_where_the_window_starts(assets):
-    model, batch, _ = _build(assets, dense_loss_weight=1.0, coarse_history="before_window")
+    model, batch, history = _build_with_history(assets, dense_loss_weight=1.0,
+                                                coarse_history="before_window")
     coarse_items, coarse_mask = model.coarse_history_items(batch)  # [B, L], [B, L]
     window_items, window_mask = model._window(batch)  # [B, N], [B, N]
-    history = model.user_history
     for row in range(len(coarse_items)):
         start = int(history.offsets[batch["user_id"][row]])
         target = int(batch["target_position"][row])
@@ -350,8 +362,12 @@ def test_coarse_history_before_window_ends_where_the_window_starts(assets):
                                                 start + target].tolist()
         assert len(window) == int(batch["item_length"][row])
         assert len(coarse) == min(model.long_seq_len, target - len(window))
-    default_items, default_mask = _build(assets)[0].coarse_history_items(batch)
+    default, default_batch, _ = _build(assets)
+    assert torch.equal(default_batch["target_position"], batch["target_position"])  # same rows
+    _, default_mask = default.coarse_history_items(default_batch)
     assert default_mask.sum() > coarse_mask.sum()  # up_to_target also reads the window's items
+    with pytest.raises(ConfigError, match="the batch has no field 'long_history_id_list'"):
+        default.coarse_history_items(batch)  # a batch built for the other history
 
 
 def test_weight_decay_reaches_the_weight_matrices_only(assets):

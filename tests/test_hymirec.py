@@ -6,14 +6,13 @@ import sys
 
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from conftest import REPO_ROOT, tiny_hymirec_settings, write_tiny_dataset
 from tiny_llm import make_tiny_llm
 from recbole_hymirec.config import Config
 from recbole_hymirec.quick_start import load_data_and_model, run_recbole_hymirec
 from recbole_hymirec.trainer import HyMiRecTrainer
-from recbole_hymirec.utils import create_dataset, get_model
+from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 
 EXPECTED_KEYS = {f"{m}@{k}" for m in ("recall", "ndcg", "mrr", "hit") for k in (5, 10)}
 
@@ -227,11 +226,10 @@ def test_whitening_feeds_the_item_tower_only_and_the_codebook_fits_the_centred_r
     import os
 
     import torch
-    from recbole.data import data_preparation
 
     from conftest import tiny_hymirec_settings
     from recbole_hymirec.config import Config
-    from recbole_hymirec.utils import create_dataset, get_model
+    from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache

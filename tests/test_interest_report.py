@@ -26,21 +26,22 @@ def test_swapping_moves_histories_and_keeps_the_rest():
 
     batch = Interaction({"item_id_list": torch.tensor([[1, 2], [3, 4], [5, 6]]),
                          "item_length": torch.tensor([2, 1, 2]), "user_id": torch.tensor([7, 8, 9]),
-                         "target_position": torch.tensor([2, 3, 4]), "item_id": torch.tensor([11, 12, 13])})
+                         "target_position": torch.tensor([2, 3, 4]), "item_id": torch.tensor([11, 12, 13]),
+                         "long_history_id_list": torch.tensor([[1, 0], [2, 3], [4, 0]]),
+                         "long_history_length": torch.tensor([1, 2, 1])})
     swapped = interest_report.with_histories_of(batch, Fields, torch.tensor([2, 0, 1]))
     assert swapped["item_id_list"].tolist() == [[5, 6], [1, 2], [3, 4]]
+    assert swapped["long_history_id_list"].tolist() == [[4, 0], [1, 0], [2, 3]]
+    assert swapped["long_history_length"].tolist() == [1, 1, 2]
     assert swapped["user_id"].tolist() == [9, 7, 8] and swapped["target_position"].tolist() == [4, 2, 3]
     assert swapped["item_id"].tolist() == [11, 12, 13]  # the targets stay with their rows
 
 
 def test_seen_share_counts_top_items_before_the_target_only():
-    class Model:
-        USER_ID = "user_id"
-        user_history = UserHistory(torch.tensor([4, 5, 6, 7]), torch.tensor([0, 0, 4]))
-
-    batch = Interaction({"user_id": torch.tensor([1, 1]), "target_position": torch.tensor([2, 3])})
+    user_history = UserHistory(torch.tensor([4, 5, 6, 7]), torch.tensor([0, 0, 4]))
+    users, positions = torch.tensor([1, 1]), torch.tensor([2, 3])
     top = torch.tensor([[4, 6], [6, 7]])  # row 0 saw 4, 5; row 1 saw 4, 5, 6 (7 is later)
-    assert interest_report.seen_share(Model, batch, top) == 0.5
+    assert interest_report.seen_share(user_history, users, positions, top) == 0.5
 
 
 def test_report_on_a_trained_checkpoint(assets, capsys):

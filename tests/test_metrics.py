@@ -58,13 +58,11 @@ def test_baseline_gets_diversity_metrics_from_stage1_embeddings(tiny_data_path, 
 def test_ild_space_is_the_centred_embeddings_even_when_the_model_whitens(assets):
     import os
 
-    from recbole.data import data_preparation
-
     from conftest import tiny_hymirec_settings
     from recbole_hymirec.config import Config
     from recbole_hymirec.metrics import item_content_embeddings
     from recbole_hymirec.model.item_codes import content_embeddings
-    from recbole_hymirec.utils import create_dataset, get_model
+    from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 
     data_path, llm_path, cache = assets
     os.environ["HYMIREC_CACHE"] = cache

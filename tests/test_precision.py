@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
@@ -14,7 +13,7 @@ from recbole_hymirec.model import embedding_cache as cache
 from recbole_hymirec.model import llm
 from recbole_hymirec.model.item_codes import embedding_key_fields, encode_texts
 from recbole_hymirec.model.refiner import LLMRefiner
-from recbole_hymirec.utils import create_dataset, get_model
+from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 from test_refiner import K, OUT_DIM, make_batch
 from tiny_llm import make_tiny_llm
 

@@ -3,13 +3,12 @@ import os
 
 import pytest
 import torch
-from recbole.data import data_preparation
 
 from conftest import tiny_hymirec_settings
 from recbole_hymirec.config import Config
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.trainer import HyMiRecTrainer
-from recbole_hymirec.utils import create_dataset, get_model
+from recbole_hymirec.utils import create_dataset, data_preparation, get_model
 from recbole_hymirec.weight_average import WeightAverage
 
 

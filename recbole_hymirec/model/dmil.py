@@ -16,9 +16,14 @@ With ``similarity="dot"`` every score is the plain dot product ``h_k(u) · e_i``
 scorer: the norms, not a learned scale, set the logit range); the target clustering and the
 matching stay cosine, as they only compare directions.
 
-Pure torch + scipy (Hungarian step only), no RecBole import.
+The loss reads no tensor value on the host (no device sync in a training step): every target
+slot is scored and the padding slots are left out of the mean, and for ``K <= 6`` the Hungarian
+step runs on the device by enumerating the ``K!`` matchings.
+
+Pure torch + scipy (Hungarian step for ``K > 6`` only), no RecBole import.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -32,6 +37,9 @@ from recbole_hymirec.model.kmeans import cosine_kmeans
 from recbole_hymirec.model.retrieval import EPS as _EPS, max_over_interests, unit_rows as _unit
 
 SIMILARITIES = ("cosine", "dot")
+# the most interests matched by enumerating every matching on the device (6! = 720 of them);
+# more go to scipy's solver on the host
+MAX_ENUMERATED_INTERESTS = 6
 
 
 # --------------------------------------------------------------------------- assignment
@@ -39,6 +47,9 @@ SIMILARITIES = ("cosine", "dot")
 
 def match_clusters_to_interests(centres, k_per_row, interests):
     """Hungarian matching of every row's ``k_b`` cluster centres to its interests.
+
+    On the device for ``K' <= MAX_ENUMERATED_INTERESTS`` (:func:`match_by_enumeration`), with
+    scipy's solver on the host above that.
 
     Args:
         centres: [B, K, d] cluster centres. k_per_row: [B] clusters used per row.
@@ -48,24 +59,71 @@ def match_clusters_to_interests(centres, k_per_row, interests):
         cluster_to_interest [B, K] long: the interest of cluster ``c``, -1 for unused clusters.
         Distinct clusters of a row get distinct interests; the total cosine is maximal.
     """
-    n_interests = interests.shape[1]
-    k_list = k_per_row.tolist()
-    if max(k_list, default=0) > n_interests:
-        raise ValueError(f"cannot match {max(k_list)} clusters to only {n_interests} interests")
+    n_clusters, n_interests = centres.shape[1], interests.shape[1]
+    # only reachable with more cluster slots than interests (never so in DMIL): checked on the host
+    if n_clusters > n_interests and bool((k_per_row > n_interests).any()):
+        raise ValueError(f"cannot match {int(k_per_row.max())} clusters to only {n_interests} "
+                         "interests")
     cosine = torch.einsum(
         "bkd,bjd->bkj",
         F.normalize(centres.float(), dim=-1, eps=_EPS),
         F.normalize(interests.detach().float(), dim=-1, eps=_EPS),
     )  # [B, K, K']
+    if n_interests <= MAX_ENUMERATED_INTERESTS:
+        return match_by_enumeration(cosine, k_per_row)
+    return match_with_scipy(cosine, k_per_row)
+
+
+_MATCHINGS = {}  # (K', slots, device) -> every matching [P, slots], built once per device
+
+
+def _all_matchings(n_interests, n_slots, device):
+    """Every injective map of ``n_slots`` clusters into ``n_interests`` interests ``[P, slots]``,
+    in lexicographic order (``P = K'! / (K' - slots)!``)."""
+    key = (n_interests, n_slots, str(device))
+    if key not in _MATCHINGS:
+        maps = list(itertools.permutations(range(n_interests), n_slots))
+        _MATCHINGS[key] = torch.tensor(maps, dtype=torch.long).reshape(len(maps), n_slots).to(device)
+    return _MATCHINGS[key]
+
+
+def match_by_enumeration(cosine, k_per_row):
+    """The maximum-cosine matching of every row's first ``k_b`` clusters, on the device: the
+    total of every matching, then the best one (the first in lexicographic order on a tie).
+
+    Args:
+        cosine: [B, K, K'] cosine of each cluster centre with each interest.
+        k_per_row: [B] clusters used per row (``<= K'``).
+
+    Returns:
+        cluster_to_interest [B, K] long, -1 for unused clusters.
+    """
+    batch, n_clusters, n_interests = cosine.shape
+    n_slots = min(n_clusters, n_interests)
+    matchings = _all_matchings(n_interests, n_slots, cosine.device)  # [P, slots]
+    slots = torch.arange(n_slots, device=cosine.device)  # [slots]
+    used = slots.unsqueeze(0) < k_per_row.unsqueeze(1)  # [B, slots]
+    gains = cosine[:, slots.unsqueeze(0), matchings]  # [B, P, slots]
+    totals = (gains * used.unsqueeze(1)).sum(dim=2)  # [B, P]; unused clusters add exact zeros
+    chosen = matchings[totals.argmax(dim=1)]  # [B, slots]
+    result = cosine.new_full((batch, n_clusters), -1, dtype=torch.long)  # [B, K]
+    result[:, :n_slots] = torch.where(used, chosen, -1)
+    return result
+
+
+def match_with_scipy(cosine, k_per_row):
+    """:func:`match_by_enumeration` on the host with scipy's ``linear_sum_assignment`` (one
+    solver call per row): for more interests than enumeration can afford."""
+    k_list = k_per_row.tolist()
     cosine = cosine.cpu().numpy()
-    result = np.full(centres.shape[:2], -1, dtype=np.int64)  # [B, K]
+    result = np.full(cosine.shape[:2], -1, dtype=np.int64)  # [B, K]
     for b, k in enumerate(k_list):
         if k == 1:  # the common W=1 case: no solver needed
             result[b, 0] = int(cosine[b, 0].argmax())
         elif k > 1:
             clusters, chosen = linear_sum_assignment(cosine[b, :k], maximize=True)
             result[b, clusters] = chosen
-    return torch.from_numpy(result).to(centres.device)
+    return torch.from_numpy(result).to(k_per_row.device)
 
 
 @torch.no_grad()
@@ -156,8 +214,9 @@ class DMILLoss(nn.Module):
                 A row's other targets are never its negatives either, with or without it.
 
         Returns:
-            (scalar loss averaged over valid targets,
-             dict(interest_index=[B, W] long, n_targets=int, logit_scale=float)).
+            (scalar loss averaged over valid targets (0 without any),
+             dict(interest_index=[B, W] long, n_targets=0-dim long, logit_scale=0-dim float)):
+            the statistics stay tensors on the device; reading them is the caller's choice.
         """
         target_ids, neg_ids = self._prepare(interests, target_ids, item_emb, neg_ids)
         valid = target_ids > 0  # [B, W]
@@ -167,17 +226,14 @@ class DMILLoss(nn.Module):
             item_emb[target_ids].detach(), valid, unit_interests.detach(), self.kmeans_iters
         )  # [B, W]
         self.last_interest_index = interest_index
-        stats = {"interest_index": interest_index, "n_targets": int(valid.sum())}
+        stats = {"interest_index": interest_index, "n_targets": valid.sum(),
+                 "logit_scale": self.logit_scale().detach()}
 
-        rows, slots = valid.nonzero(as_tuple=True)  # [T], [T]
-        if rows.numel() == 0:
-            stats["logit_scale"] = self.logit_scale().item()
-            return self._zero_loss(interests), stats
+        rows, slots = _every_slot(target_ids)  # [T], [T] with T = B * W
         queries = unit_interests if self.normalize else interests  # [B, K, d]
-        query = queries[rows, interest_index[rows, slots]].unsqueeze(1)  # [T, 1, d]
+        query = queries[rows, interest_index[rows, slots].clamp(min=0)].unsqueeze(1)  # [T, 1, d]
         loss = self._softmax_loss(query, None, target_ids, rows, slots, item_emb, neg_ids,
                                   item_bias, _with_co_targets(seen_ids, target_ids))
-        stats["logit_scale"] = self.logit_scale().item()
         return loss, stats
 
     def readout_loss(self, interests, target_ids, item_emb, neg_ids=None, item_bias=None,
@@ -189,9 +245,7 @@ class DMILLoss(nn.Module):
         other interests to stay below the negatives, yet the max readout ranks by all of them.
         """
         target_ids, neg_ids = self._prepare(interests, target_ids, item_emb, neg_ids)
-        rows, slots = (target_ids > 0).nonzero(as_tuple=True)  # [T], [T]
-        if rows.numel() == 0:
-            return self._zero_loss(interests)
+        rows, slots = _every_slot(target_ids)  # [T], [T] with T = B * W
         query = _unit(interests, self.normalize)  # [B, K, d]: one per row, not per target
         return self._softmax_loss(query, rows, target_ids, rows, slots, item_emb, neg_ids,
                                   item_bias, _with_co_targets(seen_ids, target_ids))
@@ -205,17 +259,14 @@ class DMILLoss(nn.Module):
         self._check_inputs(interests, target_ids, item_emb, neg_ids)
         return target_ids, neg_ids
 
-    def _zero_loss(self, interests):
-        """No target at all: a zero that still belongs to the graph."""
-        return interests.sum() * 0.0 + self.log_logit_scale * 0.0
-
     def _softmax_loss(self, query, query_rows, target_ids, rows, slots, item_emb, neg_ids,
                       item_bias, seen_ids):
         """Cross-entropy of each target ``target_ids[rows, slots]`` against its query interests,
-        scored by their max: ``query`` is ``[T, K', d]`` (one per target, ``query_rows`` None;
+        scored by their max, averaged over the real targets (padding slots, id 0, score but
+        count for nothing): ``query`` is ``[T, K', d]`` (one per target, ``query_rows`` None;
         ``K' = 1``: the matched interest) or ``[B, K, d]`` shared by the targets of a row
         (``query_rows`` [T]: a full softmax then scores each row once, not once per target)."""
-        positive = target_ids[rows, slots]  # [T]
+        positive = target_ids[rows, slots]  # [T], 0 = a padding slot
         scale = self.logit_scale()
         if neg_ids is None:
             logits = self._full_logits(query, item_emb, scale)  # [T or B, n]
@@ -225,7 +276,8 @@ class DMILLoss(nn.Module):
                 logits = logits + item_bias  # [T, n]; padding stays -inf
             if seen_ids is not None:
                 logits = _mask_seen(logits, seen_ids[rows], positive)  # [T, n]
-            return F.cross_entropy(logits.float(), positive)
+            losses = F.cross_entropy(logits.float(), positive, reduction="none")  # [T]
+            return _mean_over_targets(losses, positive)
         negatives = neg_ids[rows] if neg_ids.dim() == 2 else neg_ids[rows, slots]  # [T, S]
         if query_rows is not None:
             query = query[query_rows]  # [T, K, d]
@@ -235,7 +287,8 @@ class DMILLoss(nn.Module):
         if seen_ids is not None:
             seen_negative = (negatives.unsqueeze(2) == seen_ids[rows].unsqueeze(1)).any(2)  # [T, S]
             logits[:, 1:] = logits[:, 1:].masked_fill(seen_negative, -math.inf)
-        return F.cross_entropy(logits.float(), positive.new_zeros(positive.shape))  # label 0
+        labels = positive.new_zeros(positive.shape)  # [T] the positive is column 0
+        return _mean_over_targets(F.cross_entropy(logits.float(), labels, reduction="none"), positive)
 
     def _full_logits(self, query, item_emb, scale):
         logits = scale * max_over_interests(query, item_emb, self.normalize)  # [T, n]: the ranking's
@@ -266,6 +319,23 @@ class DMILLoss(nn.Module):
                 neg_ids.dim() == 3 and neg_ids.shape[1] != target_ids.shape[1])):
             raise ValueError(f"neg_ids must be [B], [B, S] or [B, W, S] for targets "
                              f"{tuple(target_ids.shape)}, got {tuple(neg_ids.shape)}")
+
+
+def _every_slot(target_ids):
+    """``(rows, slots)`` of every slot of ``[B, W]`` targets, row by row, each ``[B * W]``: a
+    fixed shape (selecting the real targets would wait for the device to count them)."""
+    batch, window = target_ids.shape
+    rows = torch.arange(batch, device=target_ids.device).unsqueeze(1).expand(batch, window)
+    slots = torch.arange(window, device=target_ids.device).unsqueeze(0).expand(batch, window)
+    return rows.reshape(-1), slots.reshape(-1)  # [B * W], [B * W]
+
+
+def _mean_over_targets(losses, positive):
+    """Mean of the per-slot losses ``[T]`` over the real targets (``positive > 0``); 0 when
+    there is none, still part of the graph. A padding slot's loss (possibly inf: its label is
+    the padding item, at -inf) is replaced, not multiplied, so it adds nothing."""
+    real = positive > 0  # [T]
+    return torch.where(real, losses, 0.0).sum() / real.sum().clamp(min=1)
 
 
 def _with_co_targets(seen_ids, target_ids):

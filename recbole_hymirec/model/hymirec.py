@@ -9,8 +9,9 @@ The model, end to end (docs/method.md gives the method and the source of each ch
 
 * stage 1 (at construction, from cache when valid): item text -> content LLM embeddings
   (frozen, centred) -> cosine residual codebook codes;
-* the long history (``long_seq_len`` items before the target, fetched as codes from the
-  dataset's per-user table and decoded) -> lightweight transformer -> M coarse interests;
+* the long history (``long_seq_len`` item ids before the target, attached to the batch by the
+  plugin's loaders, data/transform.py; decoded from their codes) -> lightweight transformer ->
+  M coarse interests;
 * [M coarse ; N recent items ; K interest queries] -> LLM refiner (LoRA) -> K interests;
 * DMIL: the next ``dmil_window`` training targets are clustered, matched to the interests
   (Hungarian) and trained contrastively, plus an auxiliary loss on the coarse interests;
@@ -39,7 +40,11 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 from torch.nn import functional as F
 
-from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, HyMiRecDataset
+from recbole_hymirec.data.transform import (HISTORY_BEFORE_WINDOW_FIELD,
+                                            HISTORY_BEFORE_WINDOW_LENGTH_FIELD,
+                                            LONG_HISTORY_FIELD, LONG_HISTORY_LENGTH_FIELD,
+                                            SEEN_ITEMS_FIELD, TARGET_WINDOW_FIELD)
 from recbole_hymirec.distributed import rank_zero_first
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import DMILLoss
@@ -91,7 +96,6 @@ class HyMiRec(SequentialRecommender):
         self.precision = config["precision"]
         self._check_config(dataset)
         self.llm_precision = resolve_precision(self.precision, config["device"])  # fp32 / bf16
-        self.user_history = dataset.user_history
 
         # stage 1 (the encoder loads the full LLM only on a cache miss)
         item_codes = build_item_codes(config, dataset)
@@ -135,7 +139,7 @@ class HyMiRec(SequentialRecommender):
                              kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
 
     def _check_config(self, dataset):
-        if not hasattr(dataset, "user_history"):
+        if not isinstance(dataset, HyMiRecDataset):
             raise ConfigError("HyMiRec needs HyMiRecDataset (long histories as a per-user table). "
                               "Fix: build the dataset with recbole_hymirec.utils.create_dataset.")
         if self.loss_type not in ("CE", "BPR"):
@@ -213,12 +217,25 @@ class HyMiRec(SequentialRecommender):
 
     # ------------------------------------------------------------------ user side
 
-    def _rows(self, interaction):
-        return interaction[self.USER_ID], interaction[TARGET_POSITION_FIELD]
+    @staticmethod
+    def batch_field(interaction, field):
+        """``interaction[field]``, a field the plugin's loaders attach (data/transform.py)."""
+        if field not in interaction:
+            raise ConfigError(f"the batch has no field '{field}': HyMiRec reads its user history "
+                              "from the batch. Fix: build the loaders with "
+                              "recbole_hymirec.utils.data_preparation.")
+        return interaction[field]
+
+    def _history(self, interaction, ids_field, length_field):
+        """Item ids ``[B, L]`` (left-aligned) + mask ``[B, L]`` of a history in the batch."""
+        items = self.batch_field(interaction, ids_field)  # [B, L]
+        lengths = self.batch_field(interaction, length_field)  # [B]
+        mask = torch.arange(items.shape[1], device=items.device) < lengths.unsqueeze(1)  # [B, L]
+        return items, mask
 
     def long_history_items(self, interaction):
         """Ids of the ``long_seq_len`` items before each target ``[B, L]`` + mask ``[B, L]``."""
-        return self._history_before(*self._rows(interaction))
+        return self._history(interaction, LONG_HISTORY_FIELD, LONG_HISTORY_LENGTH_FIELD)
 
     def coarse_history_items(self, interaction):
         """What the lightweight branch reads ``[B, L]`` + mask ``[B, L]``: the long history up
@@ -226,16 +243,8 @@ class HyMiRec(SequentialRecommender):
         before the LLM's window (the window is the ``item_seq_len`` items before the target)."""
         if self.coarse_history == "up_to_target":
             return self.long_history_items(interaction)
-        users, positions = self._rows(interaction)
-        window_start = positions - interaction[self.ITEM_SEQ_LEN].to(positions.device)  # [B]
-        return self._history_before(users, window_start)
-
-    def _history_before(self, users, positions):
-        """The ``long_seq_len`` items strictly before each position ``[B, L]`` + mask ``[B, L]``."""
-        items, lengths = self.user_history.history(users, positions, self.long_seq_len)
-        items, lengths = items.to(self.device), lengths.to(self.device)  # [B, L], [B]
-        mask = torch.arange(items.shape[1], device=self.device) < lengths.unsqueeze(1)  # [B, L]
-        return items, mask
+        return self._history(interaction, HISTORY_BEFORE_WINDOW_FIELD,
+                             HISTORY_BEFORE_WINDOW_LENGTH_FIELD)
 
     def long_history(self, interaction):
         """The long history as embeddings ``[B, L, D]`` (decoded codes, or the fp32 embeddings
@@ -301,9 +310,7 @@ class HyMiRec(SequentialRecommender):
 
     def target_window(self, interaction):
         """The next ``dmil_window`` training targets of each row ``[B, W]`` (0 = padding)."""
-        users, positions = self._rows(interaction)
-        items, _ = self.user_history.target_window(users, positions, self.dmil_window)
-        return items.to(self.device)
+        return self.batch_field(interaction, TARGET_WINDOW_FIELD)
 
     def _negatives(self, interaction):
         """Sampled negatives shared by the batch ``[B, S]`` for loss_type BPR, else None."""
@@ -313,10 +320,11 @@ class HyMiRec(SequentialRecommender):
         return negatives.unsqueeze(0).expand(negatives.shape[0], -1)  # [B, B]
 
     def seen_items(self, interaction):
-        """Every item before each row's target ``[B, S]`` (0 = padding), for ``loss_masks_seen``."""
+        """Every item before each row's target ``[B, S]``, entry ``j`` the user's item at
+        position ``j`` (0 = padding), for ``loss_masks_seen``; else None."""
         if not self.loss_masks_seen:
             return None
-        return self.user_history.before(*self._rows(interaction)).to(self.device)
+        return self.batch_field(interaction, SEEN_ITEMS_FIELD)
 
     def calculate_loss(self, interaction):
         interests, coarse, window = self._user_side(interaction, self.dense_loss_weight > 0)
@@ -352,22 +360,32 @@ class HyMiRec(SequentialRecommender):
     def dense_loss(self, interaction, window, items, negatives, targets):
         """Softmax loss of every window token's output against the item after it (same logit,
         bias, negatives and seen-item mask as the other losses). The token's other positives,
-        the later window items and the row's ``W`` targets ``[B, W]``, are never its negatives."""
+        the later window items and the row's ``W`` targets ``[B, W]``, are never its negatives.
+        Every slot of the window is scored, V = B * T (a fixed shape: selecting the real tokens
+        would wait for the device to count them); a slot with no next item counts for nothing."""
         window_items, window_mask, outputs = window  # [B, T], [B, T], [B, T, d]
         following = self.dense_next_items(interaction, window_items, window_mask)  # [B, T]
-        rows, slots = following.nonzero(as_tuple=True)  # [V], [V]
-        if rows.numel() == 0:
-            return outputs.sum() * 0.0  # no window token at all: a zero in the graph
+        rows, slots = torch.meshgrid(torch.arange(following.shape[0], device=following.device),
+                                     torch.arange(following.shape[1], device=following.device),
+                                     indexing="ij")
+        rows, slots = rows.reshape(-1), slots.reshape(-1)  # [V], [V]
         never_negative = self.dense_co_positives(window_items, targets, rows, slots)  # [V, T + W]
         if self.loss_masks_seen:  # the user's items before each predicted one
-            users, positions = self._rows(interaction)
-            lengths = self._window_lengths(window_items)  # [B]
-            predicted = positions[rows] - lengths[rows] + slots + 1  # [V] their user positions
-            seen = self.user_history.before(users[rows], predicted).to(self.device)  # [V, S]
+            seen = self.seen_before_window_tokens(interaction, window_items, rows, slots)  # [V, S]
             never_negative = torch.cat([seen, never_negative], dim=1)  # [V, S + T + W]
         return self.dmil.readout_loss(
             outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
             None if negatives is None else negatives[rows], self.item_bias, never_negative)
+
+    def seen_before_window_tokens(self, interaction, window_items, rows, slots):
+        """The user's items before the item that window token ``(rows, slots)`` predicts
+        ``[V, S]`` (0 = padding): the row's seen items cut at that item's position."""
+        seen = self.seen_items(interaction)[rows]  # [V, S], entry j = the item at position j
+        lengths = self._window_lengths(window_items)  # [B]
+        positions = interaction[TARGET_POSITION_FIELD]  # [B]
+        predicted = positions[rows] - lengths[rows] + slots + 1  # [V] their user positions
+        steps = torch.arange(seen.shape[1], device=seen.device)  # [S]
+        return seen * (steps.unsqueeze(0) < predicted.unsqueeze(1))  # [V, S]
 
     @staticmethod
     def dense_co_positives(window_items, targets, rows, slots):

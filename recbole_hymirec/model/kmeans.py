@@ -210,10 +210,8 @@ def farthest_point_init(unit, valid, k_per_row, n_clusters):
     centres = unit.new_zeros(batch_size, n_clusters, dim)  # [B, K, d]
     chosen = torch.zeros_like(valid)  # [B, W]
     best_cos = unit.new_full((batch_size, window), -math.inf)  # [B, W] max cos to chosen seeds
-    for c in range(n_clusters):
+    for c in range(n_clusters):  # a row with fewer seeds ignores the later rounds
         active = k_per_row > c  # [B] rows that still need a seed
-        if not bool(active.any()):
-            break
         if c == 0:
             pick = valid.long().argmax(dim=1)  # [B] first valid target
         else:

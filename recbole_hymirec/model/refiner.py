@@ -124,32 +124,35 @@ class LLMRefiner(nn.Module):
     def build_inputs(self, coarse, coarse_mask, recent, recent_mask):
         """Left-padded backbone inputs with the ``K`` query tokens in the last ``K`` positions.
 
-        Real tokens of each row (coarse then recent, each in its own order) are packed to the right, just before the queries, with a vectorised scatter;
-        masks need not be contiguous.
+        Real tokens of each row (coarse then recent, each in its own order) are packed to the
+        right, just before the queries, with a vectorised scatter; masks need not be contiguous.
+        The context is ``M + N`` slots wide whatever the rows hold: a width read from the masks
+        would wait for the device on every step.
 
         Returns:
             ``(inputs_embeds [B, T, D], attention_mask [B, T], position_ids [B, T],
-            recent_slots [B, N])`` with ``T = max real tokens + K``; ``recent_slots`` is where
-            each real recent token sits (any slot in ``[0, T)`` for a masked one).
+            recent_slots [B, N])`` with ``T = M + N + K``; ``recent_slots`` is where each real
+            recent token sits (any slot in ``[0, T)`` for a masked one).
         """
         tokens = torch.cat([coarse, recent], dim=1)  # [B, M+N, D]
         mask = torch.cat([coarse_mask, recent_mask], dim=1).bool()  # [B, M+N]
-        batch, _, dim = tokens.shape
+        batch, width, dim = tokens.shape  # width: context width without the queries
         n_real = mask.sum(dim=1)  # [B]
-        width = int(n_real.max()) if batch else 0  # context width without the queries
 
-        # Real token j of row b goes to (width - n_real[b]) + its rank among the row's real tokens.
+        # Real token j of row b goes to (width - n_real[b]) + its rank among the row's real tokens;
+        # a masked token to a slot of its own past the context, dropped below.
         rank = mask.long().cumsum(dim=1) - 1  # [B, M+N]
         dest = (width - n_real).unsqueeze(1) + rank  # [B, M+N]
-        rows = torch.arange(batch, device=tokens.device).unsqueeze(1).expand_as(mask)  # [B, M+N]
-        context = tokens.new_zeros(batch, width, dim)  # [B, W, D]
-        context = context.index_put((rows[mask], dest[mask]), tokens[mask])  # [B, W, D]
+        beyond = width + torch.arange(width, device=tokens.device)  # [M+N]
+        slot = torch.where(mask, dest, beyond.unsqueeze(0))  # [B, M+N], all distinct per row
+        context = tokens.new_zeros(batch, 2 * width, dim).scatter(
+            1, slot.unsqueeze(2).expand(-1, -1, dim), tokens)[:, :width]  # [B, M+N, D]
 
         queries = self.interest_queries.to(tokens.dtype).expand(batch, -1, -1)  # [B, K, D]
         inputs_embeds = torch.cat([context, queries], dim=1)  # [B, T, D]
 
-        slots = torch.arange(width, device=tokens.device).unsqueeze(0)  # [1, W]
-        context_mask = slots >= (width - n_real).unsqueeze(1)  # [B, W]
+        slots = torch.arange(width, device=tokens.device).unsqueeze(0)  # [1, M+N]
+        context_mask = slots >= (width - n_real).unsqueeze(1)  # [B, M+N]
         query_mask = context_mask.new_ones(batch, self.n_interests)  # [B, K]
         attention_mask = torch.cat([context_mask, query_mask], dim=1).long()  # [B, T]
         # Each row's real tokens get positions 0.. whatever its padding (RoPE and GPT-2 alike).
@@ -180,14 +183,34 @@ class LLMRefiner(nn.Module):
             coarse, coarse_mask, recent, recent_mask)
         with llm_autocast(self.precision, inputs_embeds.device):
             out = self.backbone(inputs_embeds=inputs_embeds.to(self._backbone_dtype),
-                                attention_mask=attention_mask, position_ids=position_ids,
-                                use_cache=False)
+                                attention_mask=self.backbone_attention_mask(attention_mask),
+                                position_ids=position_ids, use_cache=False)
         states = out.last_hidden_state  # [B, T, D]; may be bf16: cast only what the head reads
         interests = self.head(states[:, -self.n_interests:].float())  # [B, K, d]
         if not with_recent:
             return interests, None
         index = recent_slots.unsqueeze(2).expand(-1, -1, states.shape[2])  # [B, N, D]
         return interests, self.head(states.gather(1, index).float())  # [B, N, d]
+
+    def backbone_attention_mask(self, attention_mask):
+        """The causal padding mask ``[B, 1, T, T]`` of a ``[B, T]`` one, in the form the
+        backbone's attention reads (boolean for ``sdpa``, additive for ``eager``); another
+        attention implementation gets the ``[B, T]`` mask. Given ``[B, T]``, transformers would
+        test it for padding on the host, a device sync per step. A padding slot attends to
+        itself (a softmax over nothing would be NaN, and NaN reaches the gradients); real
+        tokens never attend to padding."""
+        implementation = getattr(self.backbone.config, "_attn_implementation", None)
+        if implementation not in ("sdpa", "eager"):
+            return attention_mask
+        keys = attention_mask.bool()  # [B, T]
+        length = keys.shape[1]
+        earlier = torch.ones(length, length, dtype=torch.bool, device=keys.device).tril()  # [T, T]
+        itself = torch.eye(length, dtype=torch.bool, device=keys.device)  # [T, T]
+        allowed = (earlier & keys[:, None, None, :]) | itself  # [B, 1, T, T]
+        if implementation == "sdpa":
+            return allowed
+        blocked = torch.finfo(torch.float32).min
+        return torch.zeros(allowed.shape, device=keys.device).masked_fill(~allowed, blocked)
 
     def _check_shapes(self, coarse, coarse_mask, recent, recent_mask):
         pairs = (("coarse", coarse, coarse_mask), ("recent", recent, recent_mask))

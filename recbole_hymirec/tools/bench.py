@@ -206,10 +206,8 @@ def _build_model(config_files, dataset_name, train_data, settings):
 def bench_serve_on(device, config_files, dataset_name, args):
     """Both variants on one device: latency, ratio, training rows/s in fp32 and ``auto``, peak
     memory."""
-    from recbole.data import data_preparation
-
     from recbole_hymirec.config import Config
-    from recbole_hymirec.utils import create_dataset
+    from recbole_hymirec.utils import create_dataset, data_preparation
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

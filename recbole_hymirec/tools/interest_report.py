@@ -34,6 +34,7 @@ from torch.nn.functional import normalize
 
 from recbole_hymirec.cli import run_report_command
 from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD
+from recbole_hymirec.data.transform import HISTORY_FIELDS
 from recbole_hymirec.model.retrieval import max_over_interests
 
 
@@ -64,22 +65,23 @@ def within_user_cos(interests):
 
 
 def with_histories_of(batch, model, order):
-    """The batch with every row's history (recent window + long-history index) taken from
-    row ``order[i]``; the rest of the row is its own."""
-    moved = (model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.USER_ID, TARGET_POSITION_FIELD)
+    """The batch with every row's history (recent window, long history and its index) taken
+    from row ``order[i]``; the rest of the row is its own."""
+    moved = (model.ITEM_SEQ, model.ITEM_SEQ_LEN, model.USER_ID, TARGET_POSITION_FIELD,
+             *HISTORY_FIELDS)
     return Interaction({field: values[order] if field in moved else values
                         for field, values in batch.interaction.items()})
 
 
-def seen_share(model, batch, top):
-    """Share of the top-k ids ``[B, k]`` that each row's user interacted with before its target."""
-    users, positions = batch[model.USER_ID], batch[TARGET_POSITION_FIELD]
-    seen = model.user_history.before(users, positions)  # [B, S]
+def seen_share(user_history, users, positions, top):
+    """Share of the top-k ids ``[B, k]`` that each row's user (``users`` [B]) interacted with
+    before its target (at ``positions`` [B]) in ``user_history`` (the dataset's table)."""
+    seen = user_history.before(users, positions)  # [B, S]
     hits = (top.unsqueeze(2) == seen.to(top.device).unsqueeze(1)).any(2)  # [B, k]
     return round(hits.float().mean().item(), 4)
 
 
-def interest_report(model, batch, k):
+def interest_report(model, batch, k, user_history):
     model.eval()
     with torch.no_grad():
         interests, _ = model.forward(batch)  # [B, K, d]
@@ -99,7 +101,8 @@ def interest_report(model, batch, k):
             "item_bias_std": None if model.item_bias is None
             else round(model.item_bias[1:].std().item(), 4),
             f"distinct_top{k}_items": int(top.unique().numel()),
-            f"seen_share_top{k}": seen_share(model, batch, top)}
+            f"seen_share_top{k}": seen_share(user_history, batch[model.USER_ID],
+                                             batch[TARGET_POSITION_FIELD], top)}
 
 
 def per_interest_topk(model, interests, k):
@@ -202,7 +205,7 @@ def checkpoint_report(args, _config_files=None):
 
     config, model, dataset, _, valid_data, _ = load_data_and_model(args.checkpoint)
     batch = first_valid_rows(valid_data, args.rows, config["device"])
-    report = interest_report(model, batch, args.k)
+    report = interest_report(model, batch, args.k, dataset.user_history)
     path = planted_file(config)
     if path is not None:
         report["planted"] = planted_report_of(model, dataset, batch, args.k, path)
