@@ -11,7 +11,6 @@ from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.dmil import (
     DMILLoss,
     assign_targets_to_interests,
-    first_of_each_group,
     match_clusters_to_interests,
 )
 from recbole_hymirec.model.kmeans import cosine_kmeans
@@ -551,36 +550,3 @@ def test_a_rows_other_targets_are_never_its_negatives():
     expected_sampled = (-torch.log_softmax(logits[[3, 1]], 0)[0]
                         - torch.log_softmax(logits[[5, 1]], 0)[0]) / 2
     assert sampled.item() == pytest.approx(expected_sampled.item(), rel=1e-5)
-
-
-def test_first_of_each_group_marks_each_interests_earliest_target():
-    index = torch.tensor([[0, 1, 0, -1, 1, 2], [3, 3, -1, -1, 0, 0]])  # -1 = padding
-    expected = torch.tensor([[True, True, False, False, False, True],
-                             [True, False, False, False, True, False]])
-    assert torch.equal(first_of_each_group(index, n_interests=4), expected)
-
-
-def test_first_group_targets_train_each_interest_on_its_earliest_target_only():
-    """Targets 3, 5 (near a) and 4 (near b) of one row, K = 2: with ``first`` only 3 and 4 are
-    scored; 5 stays a positive of the row, so it is no negative of either."""
-    interests = torch.randn(1, 2, 4, generator=torch.Generator().manual_seed(5))
-    a, b = torch.eye(4)[:2]
-    item_emb = torch.stack([torch.zeros(4), b - a, a - b, a, b, a + 0.1 * b, -a - b])  # [7, 4]
-    targets = torch.tensor([[3, 4, 5]])
-    loss, stats = DMILLoss(group_targets="first").forward_with_stats(interests, targets, item_emb)
-    index = stats["interest_index"][0]
-    assert index[0] == index[2] != index[1]  # 3 and 5 share an interest, 4 has the other
-    losses = []
-    for slot in (0, 1):  # the earliest target of each group
-        logits = (1 / 0.07) * unit(item_emb) @ unit(interests[0, index[slot]])  # [7]
-        others = [i for i in range(1, 7) if i not in (3, 4, 5) or i == int(targets[0, slot])]
-        losses.append(-torch.log_softmax(logits[others], 0)[others.index(int(targets[0, slot]))])
-    assert loss.item() == pytest.approx(float(torch.stack(losses).mean()), rel=1e-5)
-    every = DMILLoss()(interests, targets, item_emb)
-    assert every.item() != pytest.approx(loss.item(), rel=1e-3)
-
-
-def test_unknown_group_targets_is_named():
-    with pytest.raises(ConfigError, match=r"dmil_group_targets='last' is not one of \['all', "
-                                          r"'first'\]. Fix: --dmil_group_targets=all"):
-        DMILLoss(group_targets="last")

@@ -37,7 +37,6 @@ def _model_and_batch(assets, **overrides):
 
 @pytest.mark.parametrize("overrides", [
     {},
-    {"dmil_group_targets": "first"},
     {"dense_loss_weight": 1.0, "coarse_history": "before_window", "loss_masks_seen": True,
      "mask_seen_items": True, "readout_loss_weight": 1.0, "item_bias": True},
     {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},

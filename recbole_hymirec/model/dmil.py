@@ -37,9 +37,6 @@ from recbole_hymirec.model.kmeans import cosine_kmeans
 from recbole_hymirec.model.retrieval import EPS as _EPS, max_over_interests, unit_rows as _unit
 
 SIMILARITIES = ("cosine", "dot")
-# which targets of a matched group train its interest: every one (the method), or the group's
-# earliest, so that each interest predicts its own next item rather than a stretch of the future
-GROUP_TARGETS = ("all", "first")
 # the most interests matched by enumerating every matching on the device (6! = 720 of them);
 # more go to scipy's solver on the host
 MAX_ENUMERATED_INTERESTS = 6
@@ -160,23 +157,17 @@ class DMILLoss(nn.Module):
         kmeans_iters: k-means iterations of the target clustering.
         similarity: ``cosine`` (logit ``scale * cos``) or ``dot`` (logit ``h · e``, scale fixed
             at 1: the dot product's norms set the logit range themselves).
-        group_targets: ``all`` (every target trains its matched interest) or ``first`` (only
-            the earliest target of each matched group does; the others stay positives of the
-            row, never negatives).
 
     ``forward`` returns the loss; :meth:`forward_with_stats` also returns the assignment, and the
     last one is kept in ``self.last_interest_index`` ([B, W], -1 for padding targets).
     """
 
     def __init__(self, temperature_init=0.07, max_logit_scale=100.0, kmeans_iters=5,
-                 similarity="cosine", group_targets="all"):
+                 similarity="cosine"):
         super().__init__()
         if similarity not in SIMILARITIES:
             raise ConfigError(f"similarity={similarity!r} is not one of {list(SIMILARITIES)}. "
                               "Fix: --similarity=cosine (the default).")
-        if group_targets not in GROUP_TARGETS:
-            raise ConfigError(f"dmil_group_targets={group_targets!r} is not one of "
-                              f"{list(GROUP_TARGETS)}. Fix: --dmil_group_targets=all (the default).")
         if not temperature_init > 0:
             raise ConfigError(f"dmil temperature_init={temperature_init} must be > 0 (e.g. 0.07).")
         if not max_logit_scale > 0:
@@ -186,7 +177,6 @@ class DMILLoss(nn.Module):
         self.max_logit_scale = float(max_logit_scale)
         self.kmeans_iters = int(kmeans_iters)
         self.normalize = similarity == "cosine"
-        self.first_of_group = group_targets == "first"
         if self.normalize:
             self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
         else:  # a fixed scale of 1
@@ -195,8 +185,7 @@ class DMILLoss(nn.Module):
 
     def extra_repr(self):
         return (f"max_logit_scale={self.max_logit_scale}, kmeans_iters={self.kmeans_iters}, "
-                f"similarity={'cosine' if self.normalize else 'dot'}, "
-                f"group_targets={'first' if self.first_of_group else 'all'}")
+                f"similarity={'cosine' if self.normalize else 'dot'}")
 
     def logit_scale(self):
         """exp of the learnable log scale, capped at ``max_logit_scale`` (keeps its gradient below);
@@ -243,9 +232,7 @@ class DMILLoss(nn.Module):
         rows, slots = _every_slot(target_ids)  # [T], [T] with T = B * W
         queries = unit_interests if self.normalize else interests  # [B, K, d]
         query = queries[rows, interest_index[rows, slots].clamp(min=0)].unsqueeze(1)  # [T, 1, d]
-        trained = (target_ids.masked_fill(~first_of_each_group(interest_index, interests.shape[1]), 0)
-                   if self.first_of_group else target_ids)  # [B, W], 0 = not trained
-        loss = self._softmax_loss(query, None, trained, rows, slots, item_emb, neg_ids,
+        loss = self._softmax_loss(query, None, target_ids, rows, slots, item_emb, neg_ids,
                                   item_bias, _with_co_targets(seen_ids, target_ids))
         return loss, stats
 
@@ -332,14 +319,6 @@ class DMILLoss(nn.Module):
                 neg_ids.dim() == 3 and neg_ids.shape[1] != target_ids.shape[1])):
             raise ValueError(f"neg_ids must be [B], [B, S] or [B, W, S] for targets "
                              f"{tuple(target_ids.shape)}, got {tuple(neg_ids.shape)}")
-
-
-def first_of_each_group(interest_index, n_interests):
-    """``[B, W]`` bool: the earliest target of each interest's group in every row (targets are
-    in time order; -1, a padding slot, is in no group)."""
-    interest = torch.arange(n_interests, device=interest_index.device)  # [K]
-    member = interest_index.unsqueeze(-1) == interest  # [B, W, K]; padding is in none
-    return ((member.cumsum(dim=1) == 1) & member).any(dim=2)  # [B, W]
 
 
 def _every_slot(target_ids):

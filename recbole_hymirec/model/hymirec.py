@@ -78,7 +78,6 @@ class HyMiRec(SequentialRecommender):
         self.n_coarse_interests = config["n_coarse_interests"]
         self.embedding_size = config["embedding_size"]
         self.dmil_window = config["dmil_window"]
-        self.dmil_group_targets = config["dmil_group_targets"]
         self.coarse_loss_weight = config["coarse_loss_weight"]
         self.readout_loss_weight = config["readout_loss_weight"] or 0.0  # ~ switches it off
         self.use_id_embedding = config["use_id_embedding"]
@@ -137,8 +136,7 @@ class HyMiRec(SequentialRecommender):
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
         self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
         self.dmil = DMILLoss(temperature_init=config["temperature"],
-                             kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity,
-                             group_targets=self.dmil_group_targets)
+                             kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
 
     def _check_config(self, dataset):
         if not isinstance(dataset, HyMiRecDataset):
