@@ -250,7 +250,8 @@ def test_variance_shares_see_one_dominant_direction_and_whitening_flattens_it():
 def test_principal_variances_in_chunks_are_the_squared_singular_values():
     emb = _anisotropic(n=100, d=12)
     expected = torch.linalg.svdvals((emb - emb.mean(0)).double()) ** 2  # [12]
-    assert torch.allclose(centring.principal_variances(emb, chunk_rows=7), expected, rtol=1e-8)
+    got = centring.principal_variances(emb, chunk_rows=7)  # fp32 chunks, fp64 sum
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
 
 
 def test_postprocess_centres_in_place_and_zeroes_the_padding_row():

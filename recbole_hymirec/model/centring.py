@@ -44,13 +44,14 @@ def variance_shares(emb, tops=(1, 10)):
 
 def principal_variances(emb, chunk_rows=16384):
     """Variance along each principal direction of ``emb`` ``[n, D]``, descending ``[D]`` (times
-    ``n``: the squared singular values of the centred rows). The covariance is summed in float64
-    chunk by chunk, so no centred or float64 copy of ``emb`` is made."""
+    ``n``: the squared singular values of the centred rows). The covariance is summed chunk by
+    chunk (each chunk's product in float32, their sum in float64), so no centred or float64 copy
+    of ``emb`` is made."""
     mean = _chunked_mean(emb, chunk_rows)  # [D]
     scatter = emb.new_zeros(emb.shape[1], emb.shape[1], dtype=torch.float64)  # [D, D]
     for start in range(0, emb.shape[0], chunk_rows):
-        centred = emb[start:start + chunk_rows].double() - mean  # [b, D]
-        scatter += centred.T @ centred
+        centred = emb[start:start + chunk_rows].float() - mean.float()  # [b, D]
+        scatter += (centred.T @ centred).double()  # a chunk in fp32, the sum over chunks in fp64
     return torch.linalg.eigvalsh(scatter).flip(0).clamp_min(0)  # [D]
 
 
