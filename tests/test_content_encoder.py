@@ -254,6 +254,12 @@ def test_principal_variances_in_chunks_are_the_squared_singular_values():
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
 
 
+def test_variance_shares_of_many_rows_are_estimated_on_evenly_spaced_rows():
+    emb = _anisotropic(n=1000, d=8)
+    assert centring.variance_shares(emb, max_rows=100) == centring.variance_shares(emb[::10])
+    assert centring.variance_shares(emb, max_rows=1000) == centring.variance_shares(emb[::1])
+
+
 def test_postprocess_centres_in_place_and_zeroes_the_padding_row():
     from recbole_hymirec.model.item_codes import postprocess
     raw = _anisotropic(n=10, d=4)
