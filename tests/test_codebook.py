@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbole_hymirec.model.codebook import CosineResidualCodebook, code_dtype, remove_projection
 from recbole_hymirec.model.kmeans import balanced_assign, balanced_cosine_kmeans, cosine_assign
@@ -160,6 +161,9 @@ def test_chunked_encoding_equals_one_chunk_exactly(monkeypatch):
     assert torch.equal(chunked_codes, whole_codes)
     assert torch.equal(chunked_residual, whole_residual)
     assert torch.equal(codebook.recon_cosines(pool, chunked_codes), whole_cosines)
+    for layer in range(3):  # one pass gives the cosine of every partial decode
+        partial = F.cosine_similarity(pool, codebook.decode(whole_codes, n_layers=layer + 1), dim=1)
+        assert torch.allclose(whole_cosines[:, layer], partial, atol=1e-6)
     refit = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=1.0).fit(pool)
     assert torch.equal(refit.codes, codebook.codes) and torch.equal(refit.scales, codebook.scales)
 

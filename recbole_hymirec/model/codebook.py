@@ -324,12 +324,18 @@ class CosineResidualCodebook(nn.Module):
                 f"cannot decode {n_used} layers from codes with {codes.shape[1]} columns "
                 f"and a {self.n_layers}-layer codebook."
             )
+        *_, recon = self._partial_decodes(codes, n_used)  # the decode from all n_used layers
+        return recon  # [n, D]
+
+    def _partial_decodes(self, codes, n_used):
+        """The decode from the first 1, 2, .., ``n_used`` layers, one after the other [n, D]
+        (the same tensor, updated in place)."""
         index = codes.to(self.centroids.device).long()  # [n, L'], uint8 would index as a mask
         recon = self.centroids.new_zeros(index.shape[0], self.embedding_dim)  # [n, D]
         for layer in range(n_used):
             scale = self.scales[layer][index[:, layer]]  # [n]
             recon += scale.unsqueeze(1) * self.centroids[layer][index[:, layer]]  # [n, D]
-        return recon
+            yield recon
 
     # ------------------------------------------------------------------ reports
 
@@ -339,17 +345,20 @@ class CosineResidualCodebook(nn.Module):
         ``codes`` default to ``encode(embeddings)``; pass ``self.codes`` for the fitted pool.
         """
         codes = self.encode(embeddings) if codes is None else codes
-        return [float(self.recon_cosines(embeddings, codes, n_layers=k).mean())
-                for k in range(1, self.n_layers + 1)]
+        return [float(mean) for mean in self.recon_cosines(embeddings, codes).mean(dim=0)]
 
-    def recon_cosines(self, embeddings, codes, n_layers=None):
-        """Cosine of every row of ``embeddings`` [n, D] with its decode from ``codes`` [n, L]
-        (first ``n_layers`` layers) -> [n], ``ENCODE_CHUNK_ROWS`` rows at a time."""
-        cosines = self.centroids.new_empty(codes.shape[0])  # [n]
+    def recon_cosines(self, embeddings, codes):
+        """Cosine of every row of ``embeddings`` [n, D] with its decode from the first 1, 2,
+        .., L' layers of ``codes`` [n, L'] -> [n, L'], ``ENCODE_CHUNK_ROWS`` rows at a time and
+        every layer in the same pass."""
+        self._check_fitted()
+        n_used = min(codes.shape[1], self.n_layers)
+        cosines = self.centroids.new_empty(codes.shape[0], n_used)  # [n, L']
         for start in range(0, codes.shape[0], ENCODE_CHUNK_ROWS):
             rows = slice(start, start + ENCODE_CHUNK_ROWS)
             target = embeddings[rows].detach().to(self.centroids)  # [b, D]
-            cosines[rows] = F.cosine_similarity(target, self.decode(codes[rows], n_layers), dim=1)
+            for layer, recon in enumerate(self._partial_decodes(codes[rows], n_used)):
+                cosines[rows, layer] = F.cosine_similarity(target, recon, dim=1)
         return cosines
 
     @staticmethod
@@ -377,7 +386,8 @@ class CosineResidualCodebook(nn.Module):
         """
         codes = self.encode(embeddings) if codes is None else codes
         n_items = codes.shape[0]
-        recon_cos = self.recon_cosines(embeddings, codes)  # [n]
+        per_layer_cos = self.recon_cosines(embeddings, codes)  # [n, L]
+        recon_cos = per_layer_cos[:, -1]  # [n]
         bytes_fp32 = self.embedding_dim * 4
         bytes_codes = self.n_layers * torch.empty(0, dtype=self.code_dtype).element_size()
         per_layer_counts = [
@@ -393,7 +403,7 @@ class CosineResidualCodebook(nn.Module):
             "compression_ratio": bytes_fp32 / bytes_codes,
             "recon_cos_mean": float(recon_cos.mean()),
             "recon_cos_min": float(recon_cos.min()),
-            "recon_cos_per_layer": self.recon_cos_per_layer(embeddings, codes),
+            "recon_cos_per_layer": [float(mean) for mean in per_layer_cos.mean(dim=0)],
             "full_code_collisions": self.count_full_code_collisions(codes),
             "unique_codes": int(torch.unique(code_keys(codes)).shape[0]),
             "codes_used": [int((counts > 0).sum()) for counts in per_layer_counts],
