@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbole_hymirec.model.codebook import CosineResidualCodebook, code_dtype, remove_projection
 from recbole_hymirec.model.kmeans import balanced_assign, balanced_cosine_kmeans, cosine_assign
@@ -150,6 +151,53 @@ def test_encode_reproduces_fit_codes_without_cap_and_handles_new_items(monkeypat
     assert codebook.decode(codes).shape == (50, 24)
 
 
+def test_chunked_encoding_equals_one_chunk_exactly(monkeypatch):
+    pool = clustered_embeddings(n=300, dim=20, seed=5)
+    codebook = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=1.0).fit(pool)
+    whole_codes, whole_residual = codebook.encode(pool, return_residual=True)
+    whole_cosines = codebook.recon_cosines(pool, whole_codes)
+    monkeypatch.setattr("recbole_hymirec.model.codebook.ENCODE_CHUNK_ROWS", 7)  # 43 chunks, a short last one
+    chunked_codes, chunked_residual = codebook.encode(pool, return_residual=True)
+    assert torch.equal(chunked_codes, whole_codes)
+    assert torch.equal(chunked_residual, whole_residual)
+    assert torch.equal(codebook.recon_cosines(pool, chunked_codes), whole_cosines)
+    for layer in range(3):  # one pass gives the cosine of every partial decode
+        partial = F.cosine_similarity(pool, codebook.decode(whole_codes, n_layers=layer + 1), dim=1)
+        assert torch.allclose(whole_cosines[:, layer], partial, atol=1e-6)
+    refit = CosineResidualCodebook(n_layers=3, codebook_size=8, max_cluster_share=1.0).fit(pool)
+    assert torch.equal(refit.codes, codebook.codes) and torch.equal(refit.scales, codebook.scales)
+
+
+def test_fit_on_a_sample_reconstructs_almost_as_well_as_the_full_fit():
+    pool = clustered_embeddings(n=2000, dim=24, n_centres=40, noise=0.6, seed=6)
+    full = CosineResidualCodebook(n_layers=2, codebook_size=16, seed=1).fit(pool)
+    sampled = CosineResidualCodebook(n_layers=2, codebook_size=16, seed=1, fit_sample=400).fit(pool)
+    assert not torch.equal(sampled.centroids, full.centroids)  # the sample did change the fit
+    assert sampled.codes.shape == (2000, 2)  # every pool item is coded, not only the sample
+    assert torch.equal(sampled.codes, sampled.encode(pool))
+    full_cos = full.stats(pool, full.codes)["recon_cos_mean"]
+    sampled_cos = sampled.stats(pool, sampled.codes)["recon_cos_mean"]
+    assert sampled_cos == pytest.approx(full_cos, abs=0.02)
+
+
+def test_a_sample_as_large_as_the_pool_fits_exactly_as_without_one():
+    pool = clustered_embeddings(n=300, dim=16)
+    plain = CosineResidualCodebook(n_layers=2, codebook_size=8, seed=3).fit(pool)
+    same = CosineResidualCodebook(n_layers=2, codebook_size=8, seed=3, fit_sample=300).fit(pool)
+    assert torch.equal(plain.centroids, same.centroids) and torch.equal(plain.codes, same.codes)
+
+
+def test_stats_report_cluster_balance():
+    codebook = CosineResidualCodebook.from_centroids(torch.randn(1, 4, 6))
+    codes = torch.tensor([[0], [0], [1], [2], [3], [3]], dtype=torch.uint8)
+    stats = codebook.stats(torch.randn(6, 6), codes)
+    assert stats["max_cluster_share"] == [2 / 6] and stats["min_cluster_share"] == [1 / 6]
+    shares = torch.tensor([2, 1, 1, 2], dtype=torch.float64) / 6
+    assert stats["codeword_entropy"][0] == pytest.approx(float(-(shares * shares.log()).sum() / math.log(4)))
+    even = codebook.stats(torch.randn(4, 6), torch.arange(4, dtype=torch.uint8).unsqueeze(1))
+    assert even["codeword_entropy"] == [pytest.approx(1.0)]
+
+
 def test_encode_before_fit_is_refused():
     with pytest.raises(RuntimeError, match="not fitted"):
         CosineResidualCodebook(n_layers=1, codebook_size=4).encode(torch.randn(5, 3))
@@ -257,6 +305,8 @@ def test_impossible_share_is_a_clear_error():
         ({"codebook_size": 0}, "codebook_size=0"),
         ({"max_cluster_share": 0.0}, r"outside \(0, 1\]"),
         ({"max_cluster_share": 1.5}, r"outside \(0, 1\]"),
+        ({"fit_sample": 3}, r"codebook_fit_sample=3 is invalid: use an integer >= codebook_size=4"),
+        ({"fit_sample": 10.5}, r"codebook_fit_sample=10.5 is invalid"),
     ],
 )
 def test_invalid_settings_are_refused_at_construction(kwargs, message):

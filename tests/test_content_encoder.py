@@ -247,6 +247,30 @@ def test_variance_shares_see_one_dominant_direction_and_whitening_flattens_it():
     assert centring.variance_shares(white, tops=(1,))["variance_share_top1"] < 0.1  # ~1/16 each
 
 
+def test_principal_variances_in_chunks_are_the_squared_singular_values():
+    emb = _anisotropic(n=100, d=12)
+    expected = torch.linalg.svdvals((emb - emb.mean(0)).double()) ** 2  # [12]
+    got = centring.principal_variances(emb, chunk_rows=7)  # fp32 chunks, fp64 sum
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
+
+
+def test_variance_shares_of_many_rows_are_estimated_on_evenly_spaced_rows():
+    emb = _anisotropic(n=1000, d=8)
+    assert centring.variance_shares(emb, max_rows=100) == centring.variance_shares(emb[::10])
+    assert centring.variance_shares(emb, max_rows=1000) == centring.variance_shares(emb[::1])
+
+
+def test_postprocess_centres_in_place_and_zeroes_the_padding_row():
+    from recbole_hymirec.model.item_codes import postprocess
+    raw = _anisotropic(n=10, d=4)
+    expected_mean = raw[1:].mean(0)
+    centred, mean = postprocess(raw)
+    assert centred.data_ptr() == raw.data_ptr()  # no second table
+    assert torch.allclose(mean, expected_mean)
+    assert torch.equal(centred[0], torch.zeros(4))
+    assert torch.allclose(centred[1:].mean(0), torch.zeros(4), atol=1e-5)
+
+
 def test_centring_removes_the_common_direction():
     emb = _anisotropic()
     assert centring.mean_pairwise_cosine(emb) > 0.9

@@ -14,6 +14,8 @@ Pure torch, no RecBole import. An ``nn.Module`` whose centroids, decode scales a
 training codes are buffers, so a model holding it saves and reloads them in ``state_dict``.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,6 +25,9 @@ from recbole_hymirec.model.kmeans import (balanced_cosine_kmeans, cluster_capaci
                                           sum_per_cluster)
 
 _EPS = 1e-12
+# Rows encoded (and reported on) at a time: every temporary is [rows, D], never [n_items, D],
+# so a million-item catalogue costs its own table and a few chunks.
+ENCODE_CHUNK_ROWS = 16384
 
 
 def code_dtype(codebook_size):
@@ -79,19 +84,26 @@ class CosineResidualCodebook(nn.Module):
             at fit time, in (0, 1]. None: ``min(1, 4 / C)``, four times the even share.
         n_iters (int): most k-means iterations per layer; a layer stops early once fewer
             than ``KMEANS_TOLERANCE`` (0.1%) of the items change codeword.
-        seed (int): seed of the k-means++ initialisation; same seed, same codebook.
+        seed (int): seed of the k-means++ initialisation (and of the fit sample); same seed,
+            same codebook.
+        fit_sample (int or None): the k-means learns the codewords on a seeded random sample
+            of at most this many pool items (None: all of them); every pool item is then
+            encoded, in chunks, and the decode scales come from all of them.
     """
 
-    def __init__(self, n_layers=3, codebook_size=256, max_cluster_share=None, n_iters=20, seed=2020):
+    def __init__(self, n_layers=3, codebook_size=256, max_cluster_share=None, n_iters=20, seed=2020,
+                 fit_sample=None):
         super().__init__()
         if max_cluster_share is None:
             max_cluster_share = min(1.0, 4.0 / codebook_size) if codebook_size >= 1 else 1.0
         self._check_config(n_layers, codebook_size, max_cluster_share, n_iters)
+        self._check_fit_sample(fit_sample, codebook_size)
         self.n_layers = int(n_layers)
         self.codebook_size = int(codebook_size)
         self.max_cluster_share = float(max_cluster_share)
         self.n_iters = int(n_iters)
         self.seed = int(seed)
+        self.fit_sample = None if fit_sample is None else int(fit_sample)
         # D is only known at fit time; load_state_dict resizes these (see _load_from_state_dict)
         self.register_buffer("centroids", torch.zeros(self.n_layers, self.codebook_size, 0))
         self.register_buffer("scales", torch.ones(self.n_layers, self.codebook_size))
@@ -114,6 +126,16 @@ class CosineResidualCodebook(nn.Module):
             )
         if int(n_iters) != n_iters or n_iters < 0:
             raise ConfigError(f"codebook n_iters={n_iters} is invalid: use an integer >= 0 (e.g. 20).")
+
+    @staticmethod
+    def _check_fit_sample(fit_sample, codebook_size):
+        if fit_sample is None:
+            return
+        if isinstance(fit_sample, bool) or int(fit_sample) != fit_sample or fit_sample < codebook_size:
+            raise ConfigError(
+                f"codebook_fit_sample={fit_sample} is invalid: use an integer >= codebook_size="
+                f"{codebook_size} (every codeword needs items to fit on), or None to fit on every item."
+            )
 
     @classmethod
     def from_centroids(cls, centroids, scales=None):
@@ -166,12 +188,16 @@ class CosineResidualCodebook(nn.Module):
 
     # ------------------------------------------------------------------ fit / encode / decode
 
+    def _fitted_count(self, n_pool):
+        """Items the k-means fits on: the pool, or ``fit_sample`` of them."""
+        return n_pool if self.fit_sample is None else min(n_pool, self.fit_sample)
+
     def _check_pool(self, embeddings):
         if embeddings.dim() != 2:
             raise ConfigError(
                 f"codebook expects item embeddings of shape [n_items, dim], got {tuple(embeddings.shape)}."
             )
-        n_items = embeddings.shape[0]
+        n_items = self._fitted_count(embeddings.shape[0])
         if self.codebook_size > n_items:
             raise ConfigError(
                 f"codebook_size={self.codebook_size} is larger than the {n_items} items the codebook "
@@ -187,7 +213,7 @@ class CosineResidualCodebook(nn.Module):
                 f"max_cluster_share to at least 1/codebook_size = {1.0 / self.codebook_size:.4g}, "
                 f"or use a larger codebook_size."
             )
-        if not bool(torch.isfinite(embeddings).all()):
+        if not all_finite(embeddings):
             raise ConfigError(
                 "codebook embeddings contain NaN or inf: recompute the item embeddings "
                 "(delete the embedding cache) before fitting the codebook."
@@ -203,7 +229,7 @@ class CosineResidualCodebook(nn.Module):
         """
         capacity = self._check_pool(embeddings)
         generator = torch.Generator().manual_seed(self.seed)
-        residual = embeddings.detach().float()  # [n, D]
+        residual = self._fit_rows(embeddings, generator).detach().float()  # [m, D]
         centroids = []
         for _ in range(self.n_layers):
             layer_centroids, layer_codes = balanced_cosine_kmeans(
@@ -215,11 +241,20 @@ class CosineResidualCodebook(nn.Module):
         # The balanced assignment only shapes the codewords: the pool's codes and the decode
         # scales come from the argmax encoding that ``encode`` gives every item at run time,
         # so each scale is the mean coefficient of exactly the items that decode with it.
-        codes, coefficients, _ = self._argmax_encode(embeddings)  # [n, L], [n, L]
+        codes, coefficients, _ = self._argmax_encode(embeddings)  # [n, L], [n, L], all pool items
         self.scales = torch.stack([self._mean_coefficient_per_codeword(coefficients[:, layer], codes[:, layer])
                                    for layer in range(self.n_layers)])  # [L, C]
         self.codes = codes.to(self.code_dtype)  # [n, L]
         return self
+
+    def _fit_rows(self, embeddings, generator):
+        """The pool ``[n, D]``, or a seeded sample of ``fit_sample`` of its rows ``[m, D]``
+        (sorted indices, drawn only when the pool is larger, so a small pool fits as a whole)."""
+        n_pool = embeddings.shape[0]
+        if self._fitted_count(n_pool) == n_pool:
+            return embeddings
+        sample = torch.randperm(n_pool, generator=generator)[:self.fit_sample]  # [m]
+        return embeddings[torch.sort(sample).values.to(embeddings.device)]
 
     def _mean_coefficient_per_codeword(self, coefficient, codes):
         sums = sum_per_cluster(coefficient.unsqueeze(1), codes, self.codebook_size).squeeze(1)  # [C]
@@ -235,20 +270,38 @@ class CosineResidualCodebook(nn.Module):
     def encode(self, embeddings, return_residual=False):
         """Codes [n, L] (``code_dtype``) of ``embeddings`` [n, D]: argmax-cosine per layer, no cap.
 
-        With ``return_residual=True`` also returns the residual left after the last layer [n, D].
+        Rows are encoded ``ENCODE_CHUNK_ROWS`` at a time; each row's codes do not depend on
+        the chunking. With ``return_residual=True`` also returns the residual left after the
+        last layer [n, D].
         """
         self._check_fitted()
-        codes, _, residual = self._argmax_encode(embeddings)
+        codes, _, residual = self._argmax_encode(embeddings, return_residual)
         codes = codes.to(self.code_dtype)  # [n, L]
         return (codes, residual) if return_residual else codes
 
-    def _argmax_encode(self, embeddings):
-        """Long codes [n, L], projection coefficients [n, L] and the last residual [n, D] of
-        argmax-cosine encoding layer by layer."""
-        residual = embeddings.detach().to(self.centroids)  # [n, D]
+    def _argmax_encode(self, embeddings, return_residual=False):
+        """Long codes [n, L], projection coefficients [n, L] and (``return_residual``, else
+        None) the last residual [n, D] of argmax-cosine encoding, chunk by chunk."""
+        n_rows = embeddings.shape[0]
+        device = self.centroids.device
+        codes = torch.empty(n_rows, self.n_layers, dtype=torch.long, device=device)  # [n, L]
+        coefficients = self.centroids.new_empty(n_rows, self.n_layers)  # [n, L]
+        residual = self.centroids.new_empty(n_rows, self.embedding_dim) if return_residual else None
+        for start in range(0, n_rows, ENCODE_CHUNK_ROWS):
+            rows = slice(start, start + ENCODE_CHUNK_ROWS)
+            chunk_codes, chunk_coefficients, chunk_residual = self._encode_rows(embeddings[rows])
+            codes[rows], coefficients[rows] = chunk_codes, chunk_coefficients
+            if residual is not None:
+                residual[rows] = chunk_residual
+        return codes, coefficients, residual
+
+    def _encode_rows(self, embeddings):
+        """:meth:`_argmax_encode` of one chunk ``[b, D]``: codes [b, L], coefficients [b, L],
+        last residual [b, D]."""
+        residual = embeddings.detach().to(self.centroids)  # [b, D]
         codes, coefficients = [], []
         for layer in range(self.n_layers):
-            layer_codes = cosine_assign(residual, self.centroids[layer])  # [n]
+            layer_codes = cosine_assign(residual, self.centroids[layer])  # [b]
             residual, coefficient = remove_projection(residual, self.centroids[layer][layer_codes])
             codes.append(layer_codes)
             coefficients.append(coefficient)
@@ -271,12 +324,18 @@ class CosineResidualCodebook(nn.Module):
                 f"cannot decode {n_used} layers from codes with {codes.shape[1]} columns "
                 f"and a {self.n_layers}-layer codebook."
             )
+        *_, recon = self._partial_decodes(codes, n_used)  # the decode from all n_used layers
+        return recon  # [n, D]
+
+    def _partial_decodes(self, codes, n_used):
+        """The decode from the first 1, 2, .., ``n_used`` layers, one after the other [n, D]
+        (the same tensor, updated in place)."""
         index = codes.to(self.centroids.device).long()  # [n, L'], uint8 would index as a mask
         recon = self.centroids.new_zeros(index.shape[0], self.embedding_dim)  # [n, D]
         for layer in range(n_used):
             scale = self.scales[layer][index[:, layer]]  # [n]
             recon += scale.unsqueeze(1) * self.centroids[layer][index[:, layer]]  # [n, D]
-        return recon
+            yield recon
 
     # ------------------------------------------------------------------ reports
 
@@ -286,18 +345,28 @@ class CosineResidualCodebook(nn.Module):
         ``codes`` default to ``encode(embeddings)``; pass ``self.codes`` for the fitted pool.
         """
         codes = self.encode(embeddings) if codes is None else codes
-        target = embeddings.detach().to(self.centroids)  # [n, D]
-        return [
-            float(F.cosine_similarity(target, self.decode(codes, n_layers=k), dim=1).mean())
-            for k in range(1, self.n_layers + 1)
-        ]
+        return [float(mean) for mean in self.recon_cosines(embeddings, codes).mean(dim=0)]
+
+    def recon_cosines(self, embeddings, codes):
+        """Cosine of every row of ``embeddings`` [n, D] with its decode from the first 1, 2,
+        .., L' layers of ``codes`` [n, L'] -> [n, L'], ``ENCODE_CHUNK_ROWS`` rows at a time and
+        every layer in the same pass."""
+        self._check_fitted()
+        n_used = min(codes.shape[1], self.n_layers)
+        cosines = self.centroids.new_empty(codes.shape[0], n_used)  # [n, L']
+        for start in range(0, codes.shape[0], ENCODE_CHUNK_ROWS):
+            rows = slice(start, start + ENCODE_CHUNK_ROWS)
+            target = embeddings[rows].detach().to(self.centroids)  # [b, D]
+            for layer, recon in enumerate(self._partial_decodes(codes[rows], n_used)):
+                cosines[rows, layer] = F.cosine_similarity(target, recon, dim=1)
+        return cosines
 
     @staticmethod
     def count_full_code_collisions(codes):
         """Number of items whose full code tuple [L] is shared with at least one other item."""
         if codes.shape[0] == 0:
             return 0
-        _, inverse, counts = torch.unique(codes.long(), dim=0, return_inverse=True, return_counts=True)
+        _, inverse, counts = torch.unique(code_keys(codes), return_inverse=True, return_counts=True)
         return int((counts[inverse] > 1).sum())
 
     @torch.no_grad()
@@ -311,12 +380,14 @@ class CosineResidualCodebook(nn.Module):
             dict of plain Python numbers: n_items, embedding_dim, codebook_layers,
             codebook_size, bytes_per_item_fp32, bytes_per_item_codes, compression_ratio,
             recon_cos_mean, recon_cos_min, recon_cos_per_layer, full_code_collisions,
-            unique_codes, codes_used (per layer), max_cluster_share (per layer).
+            unique_codes, codes_used (per layer), max_cluster_share and min_cluster_share (per
+            layer: the largest / smallest share of the items one codeword holds), codeword_entropy
+            (per layer: entropy of the codeword counts over log C; 1 = every codeword as full).
         """
         codes = self.encode(embeddings) if codes is None else codes
         n_items = codes.shape[0]
-        target = embeddings.detach().to(self.centroids)  # [n, D]
-        recon_cos = F.cosine_similarity(target, self.decode(codes), dim=1)  # [n]
+        per_layer_cos = self.recon_cosines(embeddings, codes)  # [n, L]
+        recon_cos = per_layer_cos[:, -1]  # [n]
         bytes_fp32 = self.embedding_dim * 4
         bytes_codes = self.n_layers * torch.empty(0, dtype=self.code_dtype).element_size()
         per_layer_counts = [
@@ -332,9 +403,40 @@ class CosineResidualCodebook(nn.Module):
             "compression_ratio": bytes_fp32 / bytes_codes,
             "recon_cos_mean": float(recon_cos.mean()),
             "recon_cos_min": float(recon_cos.min()),
-            "recon_cos_per_layer": self.recon_cos_per_layer(embeddings, codes),
+            "recon_cos_per_layer": [float(mean) for mean in per_layer_cos.mean(dim=0)],
             "full_code_collisions": self.count_full_code_collisions(codes),
-            "unique_codes": int(torch.unique(codes.long(), dim=0).shape[0]),
+            "unique_codes": int(torch.unique(code_keys(codes)).shape[0]),
             "codes_used": [int((counts > 0).sum()) for counts in per_layer_counts],
             "max_cluster_share": [float(counts.max()) / max(n_items, 1) for counts in per_layer_counts],
+            "min_cluster_share": [float(counts.min()) / max(n_items, 1) for counts in per_layer_counts],
+            "codeword_entropy": [normalised_entropy(counts) for counts in per_layer_counts],
         }
+
+
+def code_keys(codes):
+    """One integer per code tuple ``[n, L] -> [n]``, equal exactly when the tuples are: the
+    tuple read as a number in base ``max code + 1`` (1-D ``unique`` is far faster than
+    ``unique(dim=0)`` on a million rows); rows themselves when that number overflows int64."""
+    codes = codes.long()
+    if codes.numel() == 0:
+        return codes
+    base = int(codes.max()) + 1
+    if codes.shape[1] * math.log2(max(base, 2)) >= 62:
+        return torch.unique(codes, dim=0, return_inverse=True)[1]
+    weights = base ** torch.arange(codes.shape[1], device=codes.device)  # [L]
+    return (codes * weights).sum(dim=1)  # [n]
+
+
+def normalised_entropy(counts):
+    """Entropy of the distribution ``counts`` [C] over ``log C``: 1 when every entry is equal."""
+    if counts.numel() < 2 or int(counts.sum()) == 0:
+        return 1.0
+    share = counts.double() / counts.sum()  # [C]
+    entropy = -(share * share.clamp_min(1e-300).log()).sum()
+    return float(entropy / math.log(counts.numel()))
+
+
+def all_finite(embeddings):
+    """No NaN or inf in ``embeddings`` [n, D], checked chunk by chunk (no [n, D] mask)."""
+    return all(bool(torch.isfinite(embeddings[start:start + ENCODE_CHUNK_ROWS]).all())
+               for start in range(0, embeddings.shape[0], ENCODE_CHUNK_ROWS))

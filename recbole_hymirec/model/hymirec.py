@@ -40,7 +40,8 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 from torch.nn import functional as F
 
-from recbole_hymirec.data.dataset import TARGET_POSITION_FIELD, HyMiRecDataset
+from recbole_hymirec.data.dataset import (TARGET_POSITION_FIELD, HyMiRecDataset,
+                                          training_item_counts)
 from recbole_hymirec.data.transform import (HISTORY_BEFORE_WINDOW_FIELD,
                                             HISTORY_BEFORE_WINDOW_LENGTH_FIELD,
                                             LONG_HISTORY_FIELD, LONG_HISTORY_LENGTH_FIELD,
@@ -55,7 +56,8 @@ from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, lo
 from recbole_hymirec.model.llm_input import LLMInputProjection
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
-from recbole_hymirec.model.retrieval import max_over_interests, merge_topk, score_items
+from recbole_hymirec.model.retrieval import max_over_interests_in_chunks, merge_topk, score_items
+from recbole_hymirec.model.sampled_softmax import LogQNegativeSampler, rows_of_items
 
 
 def _is_number(value):
@@ -83,6 +85,8 @@ class HyMiRec(SequentialRecommender):
         self.use_id_embedding = config["use_id_embedding"]
         self.use_item_bias = config["item_bias"]
         self.loss_type = config["loss_type"]
+        self.sampled_negatives = config["sampled_negatives"] or 0  # ~ switches it off
+        self.ranking_chunk_items = config["ranking_chunk_items"] or 0
         self.loss_masks_seen = config["loss_masks_seen"]
         self.mask_seen_items = config["mask_seen_items"]
         self.llm_num_layers = config["llm_num_layers"]
@@ -137,6 +141,9 @@ class HyMiRec(SequentialRecommender):
         self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
         self.dmil = DMILLoss(temperature_init=config["temperature"],
                              kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
+        self.negative_sampler = (LogQNegativeSampler(
+            training_item_counts(dataset), self.sampled_negatives, config["negative_sampling_alpha"])
+            if self.sampled_negatives else None)
 
     def _check_config(self, dataset):
         if not isinstance(dataset, HyMiRecDataset):
@@ -149,6 +156,13 @@ class HyMiRec(SequentialRecommender):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key}={value!r} must be an integer >= 1. Fix: --{key}=4")
+        if not isinstance(self.ranking_chunk_items, int) or self.ranking_chunk_items < 0:
+            raise ConfigError(f"ranking_chunk_items={self.ranking_chunk_items!r} must be an integer "
+                              ">= 0 (0 = every item at once). Fix: --ranking_chunk_items=262144")
+        if self.sampled_negatives and self.loss_type != "CE":
+            raise ConfigError(f"sampled_negatives={self.sampled_negatives} replaces the full "
+                              f"softmax of loss_type CE, but loss_type={self.loss_type}. Fix: "
+                              "--loss_type=CE, or --sampled_negatives=0.")
         self._check_ablation_keys()
 
     def _check_ablation_keys(self):
@@ -203,12 +217,13 @@ class HyMiRec(SequentialRecommender):
 
     # ------------------------------------------------------------------ item side
 
-    def item_embeddings(self):
-        """Item tower over the frozen content embeddings (+ ID embedding) -> ``[n_items, d]``."""
-        items = self.item_tower(self.item_tower_content)  # [n_items, d]
+    def item_embeddings(self, items=slice(None)):
+        """Item tower over the frozen content embeddings (+ ID embedding) -> ``[n_items, d]``;
+        ``items`` (a slice or ids ``[n]``) computes those rows only ``[n, d]``."""
+        rows = self.item_tower(self.item_tower_content[items])  # [n, d]
         if self.item_id_embedding is not None:
-            items = items + self.item_id_embedding.weight
-        return items
+            rows = rows + self.item_id_embedding.weight[items]
+        return rows
 
     def decoded_items(self, item_ids):
         """Approximate content embeddings rebuilt from the items' codes ``[..., D]``."""
@@ -313,7 +328,10 @@ class HyMiRec(SequentialRecommender):
         return self.batch_field(interaction, TARGET_WINDOW_FIELD)
 
     def _negatives(self, interaction):
-        """Sampled negatives shared by the batch ``[B, S]`` for loss_type BPR, else None."""
+        """Negatives shared by the batch ``[B, S]``: drawn from the training popularity with
+        ``sampled_negatives``, RecBole's sampled ones for loss_type BPR, else None."""
+        if self.negative_sampler is not None:
+            return self.negative_sampler.sample(interaction[self.ITEM_ID].shape[0])
         if self.loss_type != "BPR":
             return None
         negatives = interaction[self.NEG_ITEM_ID]  # [B]
@@ -329,9 +347,9 @@ class HyMiRec(SequentialRecommender):
     def calculate_loss(self, interaction):
         interests, coarse, window = self._user_side(interaction, self.dense_loss_weight > 0)
         targets = self.target_window(interaction)  # [B, W]
-        items = self.item_embeddings()  # [n_items, d]
         negatives = self._negatives(interaction)
-        scoring = (targets, items, negatives, self.item_bias, self.seen_items(interaction))
+        items = self._training_items(interaction, targets, negatives, window)  # [n_items, d]
+        scoring = (targets, items, negatives, self._training_bias(), self.seen_items(interaction))
         losses = (self.dmil(interests, *scoring),)
         if coarse is not None:
             losses += (self.coarse_loss_weight * self.dmil(coarse, *scoring),)
@@ -341,6 +359,24 @@ class HyMiRec(SequentialRecommender):
             losses += (self.dense_loss_weight * self.dense_loss(interaction, window, items,
                                                                 negatives, targets),)
         return losses[0] if len(losses) == 1 else losses
+
+    def _training_items(self, interaction, targets, negatives, window):
+        """The item table a training step scores ``[n_items, d]``: the tower over every item
+        for a full softmax; with ``sampled_negatives`` only the rows the step reads (targets,
+        negatives, and for the dense loss the window's items and the row's item), the others 0."""
+        if self.negative_sampler is None:
+            return self.item_embeddings()
+        read = [targets.reshape(-1), negatives[0], interaction[self.ITEM_ID]]  # negatives: shared
+        if window is not None:
+            read.append(window[0].reshape(-1))
+        return rows_of_items(self.item_embeddings, torch.cat(read), self.n_items)
+
+    def _training_bias(self):
+        """The training logits' per-item offset ``[n_items]`` or None: the item bias, minus
+        ``log q`` with ``sampled_negatives`` (the log-Q correction)."""
+        if self.negative_sampler is None:
+            return self.item_bias
+        return self.negative_sampler.logit_offset(self.item_bias)
 
     @staticmethod
     def _window_lengths(window_items):
@@ -375,7 +411,7 @@ class HyMiRec(SequentialRecommender):
             never_negative = torch.cat([seen, never_negative], dim=1)  # [V, S + T + W]
         return self.dmil.readout_loss(
             outputs[rows, slots].unsqueeze(1), following[rows, slots].unsqueeze(1), items,
-            None if negatives is None else negatives[rows], self.item_bias, never_negative)
+            None if negatives is None else negatives[rows], self._training_bias(), never_negative)
 
     def seen_before_window_tokens(self, interaction, window_items, rows, slots):
         """The user's items before the item that window token ``(rows, slots)`` predicts
@@ -412,7 +448,8 @@ class HyMiRec(SequentialRecommender):
 
     def full_sort_predict(self, interaction):
         interests = self.ranking_interests(interaction)
-        scores = max_over_interests(interests, self.item_embeddings(), self.dmil.normalize)
+        scores = max_over_interests_in_chunks(interests, self.item_embeddings, self.n_items,
+                                              self.ranking_chunk_items, self.dmil.normalize)
         return self._with_bias(scores)  # [B, n_items]
 
     def recommend_topk(self, interaction, k, exclude=None):

@@ -121,11 +121,12 @@ def encode_texts(config, texts, llm=None, pairs=None):
 
 
 def postprocess(raw):
-    """Centre on the real items (row 0 is padding); padding row -> 0."""
-    centred, mean = center_embeddings(raw[1:])
-    out = torch.zeros_like(raw)
-    out[1:] = centred
-    return out, mean
+    """``(centred [n_items, D], mean [D])``: ``raw`` centred on the real items (row 0 is
+    padding, set to 0), in place: a second [n_items, D] table would double stage 1's memory."""
+    mean = raw[1:].float().mean(dim=0)  # [D]
+    raw[1:] -= mean.to(raw.dtype)
+    raw[0] = 0
+    return raw, mean
 
 
 def fit_codebook(config, embeddings):
@@ -133,15 +134,14 @@ def fit_codebook(config, embeddings):
     codebook = CosineResidualCodebook(
         n_layers=config["codebook_layers"], codebook_size=config["codebook_size"],
         max_cluster_share=config["codebook_max_share"], n_iters=config["codebook_iters"],
-        seed=config["seed"],
+        seed=config["seed"], fit_sample=config["codebook_fit_sample"],
     )
     pool_file = config["codebook_pool_file"]
     if pool_file:
-        pool = _load_pool(pool_file, embeddings.shape[1])
-        codebook.fit(pool)
-    else:
-        codebook.fit(embeddings[1:])
-    return codebook, codebook.encode(embeddings)
+        codebook.fit(_load_pool(pool_file, embeddings.shape[1]))
+        return codebook, codebook.encode(embeddings)
+    codebook.fit(embeddings[1:])  # the real items: their codes are the fit's own
+    return codebook, torch.cat([codebook.encode(embeddings[:1]), codebook.codes])  # [n_items, L]
 
 
 def _load_pool(path, dim):

@@ -33,6 +33,21 @@ def max_over_interests(interests, item_emb, normalize=True):
     return scores
 
 
+def max_over_interests_in_chunks(interests, item_rows, n_items, chunk_items, normalize=True):
+    """:func:`max_over_interests` ``[B, n_items]`` with the items taken ``chunk_items`` at a time:
+    ``item_rows(slice)`` gives a chunk's embeddings ``[c, d]``, so neither the whole item table
+    nor a ``[B, n_items]`` temporary beside the result is ever held. ``chunk_items`` 0 (or at
+    least ``n_items``): one chunk. The scores are those of one chunk up to float rounding (a
+    BLAS may sum a chunk of a few items in another order)."""
+    if not chunk_items or chunk_items >= n_items:
+        return max_over_interests(interests, item_rows(slice(None)), normalize)
+    scores = interests.new_empty(interests.shape[0], n_items)  # [B, n]
+    for start in range(0, n_items, chunk_items):
+        chunk = slice(start, start + chunk_items)
+        scores[:, chunk] = max_over_interests(interests, item_rows(chunk), normalize)  # [B, c]
+    return scores
+
+
 def score_items(interests, items, normalize=True):
     """``max_k cos(h_k, e)`` (``normalize=False``: ``max_k h_k · e``) of one given item per row:
     interests [B, K, d], items [B, d] -> [B]."""
