@@ -271,12 +271,12 @@ class CosineResidualCodebook(nn.Module):
                 f"cannot decode {n_used} layers from codes with {codes.shape[1]} columns "
                 f"and a {self.n_layers}-layer codebook."
             )
-        index = codes.to(self.centroids.device).long()  # [n, L'], uint8 would index as a mask
-        recon = self.centroids.new_zeros(index.shape[0], self.embedding_dim)  # [n, D]
-        for layer in range(n_used):
-            scale = self.scales[layer][index[:, layer]]  # [n]
-            recon += scale.unsqueeze(1) * self.centroids[layer][index[:, layer]]  # [n, D]
-        return recon
+        index = codes[:, :n_used].to(self.centroids.device).long()  # [n, L'], uint8 would index as a mask
+        # every codeword times its scale, the layers stacked in one table: one fused gather and
+        # sum per item (long histories decode without [n, L', D] temporaries)
+        table = (self.scales[:n_used].unsqueeze(2) * self.centroids[:n_used]).flatten(0, 1)  # [L' * C, D]
+        offsets = torch.arange(n_used, device=index.device) * self.codebook_size  # [L']
+        return F.embedding_bag(index + offsets, table, mode="sum")  # [n, D]
 
     # ------------------------------------------------------------------ reports
 
