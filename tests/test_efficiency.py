@@ -17,8 +17,10 @@ def test_extended_histories_keep_the_users_items_last_and_fill_before_them():
     # user 0: items 5 6 7 8; user 1: items 9 10
     history = UserHistory(torch.tensor([5, 6, 7, 8, 9, 10]), torch.tensor([0, 4, 6]))
     generator = torch.Generator().manual_seed(0)
-    items = efficiency.extended_histories(history, torch.tensor([0, 1]), torch.tensor([3, 2]),
-                                          width=5, n_items=50, generator=generator)
+    items, own = efficiency.extended_histories(history, torch.tensor([0, 1]),
+                                               torch.tensor([3, 2]), width=5, n_items=50,
+                                               generator=generator)
+    assert own.tolist() == [3, 2]
     assert items.shape == (2, 5)
     assert items[0, 2:].tolist() == [5, 6, 7]  # the three items before position 3, last
     assert items[1, 3:].tolist() == [9, 10]
@@ -50,6 +52,8 @@ def test_curve_writes_csv_md_and_png_for_every_length(tiny_data_path, tmp_path, 
     with open(f"{out}.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == efficiency.CSV_COLUMNS
+    # tiny users hold 8 to 16 items: a longer history holds a smaller share of their own
+    assert float(rows[2]["own_items_share"]) < float(rows[0]["own_items_share"]) <= 1
     assert [(r["history_length"], r["model"]) for r in rows] == [
         ("6", "HyMiRec"), ("6", "full_history"), ("20", "HyMiRec"), ("20", "full_history")]
     assert {r["batch"] for r in rows} == {"8"}

@@ -1,6 +1,6 @@
 """Efficiency benchmark: prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
+    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|curve|embed] [--config_files ...] [--key=value ...]
 
 Prints one line ``BENCH {json}``, measured on this machine's CPU and, when a GPU is present,
 on CUDA too (``device`` names it):
@@ -10,6 +10,8 @@ on CUDA too (``device`` names it):
   (``refiner_reads: full_history``), and their ratio; bytes fetched per user history (uint8
   codes vs fp32 embeddings); training rows/s with ``precision: fp32`` and ``precision: auto``
   on the same batches, and their ratio; peak memory.
+* ``curve`` -- the same comparison at every history length of ``--lengths`` (the points of
+  ``python -m recbole_hymirec.tools.efficiency``, which also writes them as a page).
 * ``embed`` -- content-LLM embedding throughput (items/s) in fp32 and in ``auto``, and their
   ratio.
 
@@ -25,9 +27,11 @@ import time
 import torch
 
 from recbole_hymirec.cli import run_report_command
+from recbole_hymirec.tools.efficiency import add_curve_arguments, efficiency_curve
 from recbole_hymirec.tools.serving import (MODEL, available_devices, build_model, device_name,
                                            interleaved_latency, peak_memory_mib, rows_read_by,
                                            serve_data, serve_setting, sync)
+
 COMPARED_PRECISIONS = ("fp32", "auto")
 
 
@@ -35,7 +39,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--part", default="all", choices=["all", "serve", "embed"],
+    parser.add_argument("--part", default="all", choices=["all", "serve", "curve", "embed"],
                         help="what to measure (default: all)")
     parser.add_argument("--n_items", type=int, default=256, help="items embedded per device")
     parser.add_argument("--batch", type=int, default=256, help="rows of the batched latency")
@@ -44,6 +48,7 @@ def build_parser():
     parser.add_argument("--train_steps", type=int, default=10, help="steps timed for rows/s")
     parser.add_argument("--rounds", type=int, default=2,
                         help="timed embedding passes per precision, interleaved (the best counts)")
+    add_curve_arguments(parser)
     return parser
 
 
@@ -198,6 +203,9 @@ def run_bench(args, config_files):
     report = {"dataset": args.dataset, "part": args.part, "torch_threads": torch.get_num_threads()}
     if args.part in ("all", "serve"):
         report["serve"] = {device: bench_serve_on(device, config_files, args.dataset, args)
+                           for device in available_devices()}
+    if args.part in ("all", "curve"):
+        report["curve"] = {device: efficiency_curve(args, config_files, device)
                            for device in available_devices()}
     if args.part in ("all", "embed"):
         config = Config(model=MODEL, dataset=args.dataset, config_file_list=config_files)

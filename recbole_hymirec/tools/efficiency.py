@@ -44,21 +44,26 @@ VARIANTS = ("HyMiRec", "full_history")  # the model, and the same model whose LL
 HISTORY_SEED = 2020
 
 
+def add_curve_arguments(parser):
+    """The curve's own options (``bench --part curve`` takes them too)."""
+    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
+                        help="comma-separated history lengths L (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="batched rankings per model and length (the best counts)")
+    parser.add_argument("--budget_s", type=float, default=60.0,
+                        help="longest batched ranking; a slower one ranks fewer rows")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
-                        help="comma-separated history lengths L (default: %(default)s)")
+    add_curve_arguments(parser)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="auto = CUDA when there is one, else the CPU")
     parser.add_argument("--batch", type=int, default=256, help="rows of the batched latency")
     parser.add_argument("--single_rows", type=int, default=10,
                         help="rows ranked one at a time for the batch-1 latency (median)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="batched rankings per model and length (the best counts)")
-    parser.add_argument("--budget_s", type=float, default=120.0,
-                        help="longest batched ranking; a slower one ranks fewer rows")
     parser.add_argument("--out", default="results/efficiency",
                         help="writes OUT.csv, OUT.md, OUT.png (default: %(default)s)")
     return parser
@@ -89,25 +94,26 @@ def resolve_device(name):
 def extended_histories(user_history, users, positions, width, n_items, generator):
     """The ``width`` items before each row's target ``[B, width]``, oldest first: the user's
     own, right-aligned, after items drawn uniformly from ids ``1 .. n_items - 1`` that fill
-    the slots the user has no item for."""
+    the slots the user has no item for; and how many are the user's own ``[B]``."""
     own, counts = user_history.history(users, positions, width)  # [B, width] left-aligned, [B]
     slots = torch.arange(width)  # [width]
     missing = (width - counts).unsqueeze(1)  # [B, 1]
     shifted = own.gather(1, (slots - missing).clamp(min=0))  # [B, width] right-aligned
     drawn = torch.randint(1, n_items, own.shape, generator=generator)  # [B, width]
-    return torch.where(slots >= missing, shifted, drawn)
+    return torch.where(slots >= missing, shifted, drawn), counts
 
 
 def rows_with_history(rows, dataset, length, recent, item_seq_fields):
     """``rows`` whose every history field holds exactly ``length`` items: the long history
     (the ``length`` items before the target), the history before the ``recent``-item window,
-    and the window itself (RecBole's item sequence)."""
+    and the window itself (RecBole's item sequence); and the share of those ``length + recent``
+    items that are the users' own."""
     from recbole.data.interaction import Interaction
 
     generator = torch.Generator().manual_seed(HISTORY_SEED)
     users, positions = rows[dataset.uid_field], rows[TARGET_POSITION_FIELD]  # [B], [B]
-    items = extended_histories(dataset.user_history, users, positions, length + recent,
-                               dataset.item_num, generator)  # [B, L + N]
+    items, own = extended_histories(dataset.user_history, users, positions, length + recent,
+                                    dataset.item_num, generator)  # [B, L + N], [B]
     full = torch.full((len(rows),), length, dtype=torch.long)  # [B]
     seq_field, seq_len_field = item_seq_fields
     fields = {LONG_HISTORY_FIELD: items[:, recent:], LONG_HISTORY_LENGTH_FIELD: full,
@@ -116,7 +122,7 @@ def rows_with_history(rows, dataset, length, recent, item_seq_fields):
               seq_field: items[:, length:], seq_len_field: torch.full_like(full, recent)}
     copy = Interaction(rows.interaction)  # a new field dict: ``rows`` stays as it is
     copy.update(Interaction(fields))
-    return copy
+    return copy, float(own.sum()) / items.numel()
 
 
 def bytes_per_user(model, length, recent):
@@ -141,8 +147,9 @@ def measure_length(length, setup, args):
                           "override, but the curve sets it to each history length. Fix: drop "
                           "--long_seq_len and give the lengths with --lengths.")
     recent = config["MAX_ITEM_LIST_LENGTH"]
-    batch = rows_with_history(rows, dataset, length, recent,
-                              (hybrid.ITEM_SEQ, hybrid.ITEM_SEQ_LEN)).to(device)
+    batch, own_share = rows_with_history(rows, dataset, length, recent,
+                                         (hybrid.ITEM_SEQ, hybrid.ITEM_SEQ_LEN))
+    batch = batch.to(device)
     latency = interleaved_latency(dict(zip(VARIANTS, ((hybrid, batch), (full, batch)))),
                                   args.single_rows, device, args.repeats, args.budget_s)
     fetched = bytes_per_user(hybrid, length, recent)
@@ -150,7 +157,8 @@ def measure_length(length, setup, args):
              "ms_per_user_batch_1": latency[name]["batch_1"],
              "ms_per_user_batch_n": latency[name][f"batch_{len(batch)}"],
              "batch": len(batch), "batch_rows": latency[name]["rows"],
-             "bytes_per_user": fetched[name], "ranking_memory_mib": latency[name]["memory_mib"]}
+             "bytes_per_user": fetched[name], "ranking_memory_mib": latency[name]["memory_mib"],
+             "own_items_share": round(own_share, 3)}
             for name in VARIANTS]
 
 
@@ -183,7 +191,7 @@ def resolve_precision_name(config, device):
 
 CSV_COLUMNS = ("device", "history_length", "model", "ms_per_user_batch_1",
                "ms_per_user_batch_n", "batch", "batch_rows", "bytes_per_user",
-               "ranking_memory_mib")
+               "ranking_memory_mib", "own_items_share")
 
 
 def render_csv(points):
@@ -246,6 +254,12 @@ def growth_lines(points):
     return lines
 
 
+def own_shares(points):
+    """``"L = 50: 0.93, L = 100: 0.71"``: the share of the users' own items per length."""
+    return ", ".join(f"L = {length}: {pair['HyMiRec']['own_items_share']:.2f}"
+                     for length, pair in sorted(by_length(points).items()))
+
+
 def cpu_model():
     """The CPU's model name (Linux), else what ``platform`` knows."""
     try:
@@ -282,8 +296,9 @@ def render_markdown(curve, command_line):
         "budget ranks fewer rows, shown in brackets); the two models take turns on every "
         "measurement, so a busy spell of the shared machine slows both",
         "- histories: every row holds exactly L items before its target: the user's own "
-        f"{curve['dataset']} items, preceded, where the user has fewer (most users at L ≥ 200), "
-        f"by items drawn uniformly from {curve['dataset']}'s catalogue (seed {HISTORY_SEED})",
+        f"{curve['dataset']} items, preceded, where the user has fewer, by items drawn "
+        f"uniformly from {curve['dataset']}'s catalogue (seed {HISTORY_SEED}); share of the "
+        f"users' own items: {own_shares(curve['points'])}",
         "- bytes per user: HyMiRec fetches the L items' uint8 codes "
         f"({settings['codebook_layers']} per item) and the N recent items' fp32 content "
         "embeddings; the full-history model the L items' fp32 content embeddings",
