@@ -7,7 +7,8 @@ For every history length L, on one device (CUDA when there is one, else the CPU;
 * per-user full-ranking latency at batch 1 (median over ``--single_rows`` users ranked one at
   a time) and at batch ``--batch`` of HyMiRec (its lightweight branch reads the L items as
   decoded codes, its LLM reads M + N + K tokens) and of the same model with ``refiner_reads:
-  full_history`` (its LLM reads the L items itself), the two models timed in turns;
+  full_history`` (its LLM reads the L items itself); every model (both, at every L) takes
+  its turn on every measurement;
 * bytes fetched per user: HyMiRec reads the uint8 codes of the L items and the fp32 content
   embeddings of the N recent ones, the full-history model the fp32 embeddings of the L items;
 * the memory one batched ranking takes above what was in use before it.
@@ -135,8 +136,9 @@ def bytes_per_user(model, length, recent):
 
 # ----------------------------------------------------------------------------- the curve
 
-def measure_length(length, setup, args):
-    """The records of both variants at history length ``length``."""
+def length_runs(length, setup):
+    """Both variants at history length ``length``: ``({variant: (model, rows)}, facts)``, the
+    facts being the share of the users' own items and the bytes fetched per user."""
     config_files, dataset_name, dataset, rows, settings, device = setup
     hybrid, config = build_model(config_files, dataset_name, dataset,
                                  dict(settings, long_seq_len=length))
@@ -150,30 +152,35 @@ def measure_length(length, setup, args):
     batch, own_share = rows_with_history(rows, dataset, length, recent,
                                          (hybrid.ITEM_SEQ, hybrid.ITEM_SEQ_LEN))
     batch = batch.to(device)
-    latency = interleaved_latency(dict(zip(VARIANTS, ((hybrid, batch), (full, batch)))),
-                                  args.single_rows, device, args.repeats, args.budget_s)
-    fetched = bytes_per_user(hybrid, length, recent)
-    return [{"device": device_name(device), "history_length": length, "model": name,
-             "ms_per_user_batch_1": latency[name]["batch_1"],
-             "ms_per_user_batch_n": latency[name][f"batch_{len(batch)}"],
-             "batch": len(batch), "batch_rows": latency[name]["rows"],
-             "bytes_per_user": fetched[name], "ranking_memory_mib": latency[name]["memory_mib"],
-             "own_items_share": round(own_share, 3)}
-            for name in VARIANTS]
+    facts = {"own_items_share": round(own_share, 3),
+             "bytes_per_user": bytes_per_user(hybrid, length, recent)}
+    return dict(zip(VARIANTS, ((hybrid, batch), (full, batch)))), facts
 
 
-def efficiency_curve(args, config_files, device):
+def efficiency_curve(args, config_files, device, settings=None):
     """``{"settings": ..., "points": [records]}``: both variants at every length of
-    ``args.lengths``, on ``device``."""
-    settings = serve_setting(device, args.batch)
-    config, train_data, rows = serve_data(device, config_files, args.dataset, args.batch)
+    ``args.lengths``, on ``device``, with the config keys ``settings`` on top of the files.
+
+    Every model is built first, then all of them take turns on every measurement (one
+    ``interleaved_latency``): a busy spell of the machine slows every length alike, so the
+    growth with L is measured under one load."""
+    settings = dict(serve_setting(device, args.batch), **(settings or {}))
+    config, train_data, rows = serve_data(device, config_files, args.dataset, args.batch,
+                                          settings)
     setup = (config_files, args.dataset, train_data._dataset, rows, settings, device)
-    points = []
+    runs, facts = {}, {}
     for length in parse_lengths(args.lengths):
-        points += measure_length(length, setup, args)
-        print(f"history length {length}: " + ", ".join(
-            f"{p['model']} {p['ms_per_user_batch_1']} / {p['ms_per_user_batch_n']} ms per user"
-            for p in points[-len(VARIANTS):]), file=sys.stderr, flush=True)
+        pair, facts[length] = length_runs(length, setup)
+        runs.update({(length, name): run for name, run in pair.items()})
+    latency = interleaved_latency(runs, args.single_rows, device, args.repeats, args.budget_s)
+    points = [{"device": device_name(device), "history_length": length, "model": name,
+               "ms_per_user_batch_1": measured["batch_1"],
+               "ms_per_user_batch_n": measured[f"batch_{len(rows)}"],
+               "batch": len(rows), "batch_rows": measured["rows"],
+               "bytes_per_user": facts[length]["bytes_per_user"][name],
+               "ranking_memory_mib": measured["memory_mib"],
+               "own_items_share": facts[length]["own_items_share"]}
+              for (length, name), measured in latency.items()]
     keys = ("llm_num_layers", "MAX_ITEM_LIST_LENGTH", "n_coarse_interests", "n_interests",
             "codebook_layers", "light_layers", "light_hidden_size")
     return {"dataset": args.dataset, "device": device_name(device),
@@ -293,8 +300,9 @@ def render_markdown(curve, command_line):
         f"- machine: {machine}; LLM precision: {curve['precision']}",
         f"- batch 1: median over users ranked one at a time; batch {batch}: the best of the "
         "batched rankings, divided by the rows ranked (a ranking that would exceed the time "
-        "budget ranks fewer rows, shown in brackets); the two models take turns on every "
-        "measurement, so a busy spell of the shared machine slows both",
+        "budget ranks fewer rows, shown in brackets); every model, both variants at every L, "
+        "takes its turn on every measurement, so a busy spell of the shared machine slows "
+        "them all alike",
         "- histories: every row holds exactly L items before its target: the user's own "
         f"{curve['dataset']} items, preceded, where the user has fewer, by items drawn "
         f"uniformly from {curve['dataset']}'s catalogue (seed {HISTORY_SEED}); share of the "

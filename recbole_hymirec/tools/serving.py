@@ -160,13 +160,14 @@ def serve_setting(device, batch):
             "precision": "auto"}
 
 
-def serve_data(device, config_files, dataset_name, batch):
-    """``(config, train_data, test rows [batch] on the CPU)`` of a serving measurement."""
+def serve_data(device, config_files, dataset_name, batch, settings=None):
+    """``(config, train_data, test rows [batch] on the CPU)`` of a serving measurement, under
+    ``serve_setting`` and the config keys ``settings``."""
     from recbole_hymirec.config import Config
     from recbole_hymirec.utils import create_dataset, data_preparation
 
     config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
-                    config_dict=serve_setting(device, batch))
+                    config_dict=dict(serve_setting(device, batch), **(settings or {})))
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     return config, train_data, _first_rows(test_data, batch)
 
