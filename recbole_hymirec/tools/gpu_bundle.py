@@ -148,12 +148,6 @@ def build_own_wheel(folder):
                     "--wheel-dir", folder, root], check=True)
 
 
-def packaged_llm_file():
-    from recbole_hymirec.model.llm import SMOLLM2_GGUF, packaged_smollm2_path
-
-    return os.path.join(packaged_smollm2_path(), SMOLLM2_GGUF)
-
-
 def make_bundle(out, python_version, platforms, part_mib, llm_file=None, fetch_wheels=True):
     """Write a bundle into ``out`` (see the module doc); returns the manifest."""
     wheels = os.path.join(out, "wheels")
@@ -161,7 +155,10 @@ def make_bundle(out, python_version, platforms, part_mib, llm_file=None, fetch_w
     if fetch_wheels:
         download_wheels(wheels, python_version, platforms)
         build_own_wheel(wheels)
-    llm_file = llm_file or packaged_llm_file()
+    if llm_file is None:
+        from recbole_hymirec.model.llm import packaged_smollm2_path
+
+        llm_file = packaged_smollm2_path()
     parts = split_file(llm_file, os.path.join(out, "llm"), part_mib * 2**20)
     manifest = {
         "python_version": python_version, "requirements": list(REQUIREMENTS),
