@@ -37,6 +37,7 @@ from recbole_hymirec.data.transform import (HISTORY_BEFORE_WINDOW_FIELD,
                                             HISTORY_BEFORE_WINDOW_LENGTH_FIELD,
                                             LONG_HISTORY_FIELD, LONG_HISTORY_LENGTH_FIELD)
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.tools.pages import png_bytes, pyplot_or_none
 from recbole_hymirec.tools.serving import (build_model, device_name, interleaved_latency,
                                            serve_data, serve_setting)
 
@@ -319,11 +320,11 @@ def render_markdown(curve, command_line):
 
 
 def render_png(curve):
-    """PNG bytes: latency against L, log scale, both models at both batch sizes."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG bytes: latency against L, log scale, both models at both batch sizes; None without
+    matplotlib."""
+    plt = pyplot_or_none()
+    if plt is None:
+        return None
     table = by_length(curve["points"])
     lengths = sorted(table)
     batch = curve["points"][0]["batch"]
@@ -341,32 +342,29 @@ def render_png(curve):
     axis.set_title(f"Ranking cost against history length: {curve['device']}", fontsize=9)
     axis.legend(fontsize=8)
     axis.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, plt)
 
 
 def write_curve(out, curve, command_line):
-    """``out.csv``, ``out.md`` and ``out.png``, each written atomically."""
+    """``out.csv``, ``out.md`` and ``out.png`` (with matplotlib), each written atomically."""
     write_atomic(out + ".csv", render_csv(curve["points"]))
     write_atomic(out + ".md", render_markdown(curve, command_line))
-    write_atomic(out + ".png", render_png(curve))
+    png = render_png(curve)
+    if png is not None:
+        write_atomic(out + ".png", png)
 
 
-def run_efficiency(args, config_files):
+def run_efficiency(args, config_files, command_line):
     curve = efficiency_curve(args, config_files, resolve_device(args.device))
-    command_line = "python -m recbole_hymirec.tools.efficiency " + shlex.join(args.argv)
     write_curve(args.out, curve, command_line)
     return curve
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    parser.set_defaults(argv=argv)
-    return run_report_command(parser, argv, "EFFICIENCY", run_efficiency)
+    command_line = "python -m recbole_hymirec.tools.efficiency " + shlex.join(argv)
+    return run_report_command(build_parser(), argv, "EFFICIENCY",
+                              lambda args, files: run_efficiency(args, files, command_line))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ CURVE = {"cuda": {"lengths": "50,100,200,500,1000", "batch": 256, "single_rows":
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="results/gpu", help="folder of the page (default: %(default)s)")
+    parser.add_argument("--out", default="results/gpu",
+                        help="folder of the page (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs of each row")
     parser.add_argument("--llm_path", default=None,
                         help="the LLM file or folder (default: the packaged SmolLM2)")
@@ -167,8 +168,8 @@ def _ndcg(row):
 
 
 def render_markdown(summary):
-    mode = " (tiny mode: a smoke test of the code path, not a measurement)" if summary["tiny"] else ""
-    lines = [f"# GPU check{mode}", "",
+    tiny = " (tiny mode: a smoke test of the code path, not a measurement)"
+    lines = [f"# GPU check{tiny if summary['tiny'] else ''}", "",
              f"- device: {summary['device']}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
              f"- dataset: {summary['dataset']}; epochs per row: {summary['epochs']}", "",
