@@ -10,7 +10,7 @@ SMOKE_TESTS  := tests/test_compat.py tests/test_hymirec.py tests/test_prepare.py
 	tests/test_recommend.py tests/test_quick_start.py::test_cli_sasrec_one_epoch_prints_result_line \
 	tests/test_leaderboard.py::test_side_by_side_table_with_a_failing_row
 
-.PHONY: install install-numpy2 test test-numpy2 demo results clean
+.PHONY: install install-numpy2 test test-numpy2 demo results gpu-check clean
 
 install: $(STAMP)
 install-numpy2: $(NUMPY2_STAMP)
@@ -52,6 +52,17 @@ demo: install
 # results/README.md and the README's results table, from the pages under results/.
 results: install
 	$(PYTHON) -m recbole_hymirec.tools.results_index
+
+# The one-command GPU check (docs/tools.md#gpu-check), writing results/gpu/. With BUNDLE=DIR,
+# on a machine without RecBole or network: installs from a bundle made by tools/gpu_bundle.py
+# (by its path: the package cannot be imported before RecBole is installed), then runs it.
+gpu-check:
+ifdef BUNDLE
+	python3 recbole_hymirec/tools/gpu_bundle.py --install $(BUNDLE)
+else
+	$(MAKE) install
+	$(PYTHON) -m recbole_hymirec.tools.gpu_check
+endif
 
 clean:
 	rm -rf $(VENV) $(NUMPY2_VENV) build dist *.egg-info log log_tensorboard saved

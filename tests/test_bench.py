@@ -57,3 +57,38 @@ def test_serve_bench_compares_hybrid_with_full_history(tiny_data_path, tmp_path,
     assert cpu["train_rows_per_s"] == cpu["train_rows_per_s_auto"]
     assert cpu["train_speedup_auto"] == pytest.approx(
         cpu["train_rows_per_s_auto"] / cpu["train_rows_per_s_fp32"], rel=0.02)
+
+
+def test_serve_bench_gives_each_variant_the_history_it_reads(tiny_data_path, tmp_path, capsys,
+                                                            monkeypatch):
+    """With coarse_history: before_window the hybrid rows carry the history before the window;
+    the full_history variant reads the history up to the target, and gets it."""
+    monkeypatch.setattr(llm, "cpu_flags", lambda: {"avx2"})
+    make_tiny_llm(str(tmp_path / "llm"))
+    settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"),
+                                     coarse_history="before_window", dense_loss_weight=1.0)
+    argv = ["-d", "tiny", "--part", "serve", "--batch", "8", "--single_rows", "2",
+            "--train_steps", "1"] + [
+        f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
+    assert bench.main(argv) == 0, capsys.readouterr().err
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("BENCH "))
+    cpu = json.loads(line[len("BENCH "):])["serve"]["cpu"]
+    assert set(cpu["full_history_ms_per_user"]) == {"batch_1", "batch_8"}
+    assert all(v > 0 for v in cpu["full_history_ms_per_user"].values())
+
+
+def test_bench_line_carries_the_curve(tiny_data_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(llm, "cpu_flags", lambda: {"avx2"})
+    make_tiny_llm(str(tmp_path / "llm"))
+    settings = tiny_hymirec_settings(tiny_data_path, str(tmp_path / "llm"))
+    del settings["long_seq_len"]  # the curve sets it to each length
+    argv = ["-d", "tiny", "--part", "curve", "--lengths", "5,9", "--batch", "4",
+            "--single_rows", "1", "--repeats", "1"] + [
+        f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in settings.items()]
+    assert bench.main(argv) == 0, capsys.readouterr().err
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("BENCH "))
+    report = json.loads(line[len("BENCH "):])
+    assert set(report) >= {"curve"} and "serve" not in report and "embed" not in report
+    points = report["curve"]["cpu"]["points"]
+    assert [(p["history_length"], p["model"]) for p in points] == [
+        (5, "HyMiRec"), (5, "full_history"), (9, "HyMiRec"), (9, "full_history")]

@@ -108,3 +108,18 @@ def test_wrong_input_size_or_too_long_history_is_a_config_error():
         model(torch.randn(1, 3, DIM + 1), torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ConfigError, match="max_len"):
         model(torch.randn(1, 5, DIM), torch.ones(1, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_output_equals_the_standard_encoder_at_the_query_positions(n_layers):
+    # the forward computes only the query states of the last layer, with fused attention:
+    # the same numbers as nn.TransformerEncoder over history + queries
+    model = make_model(n_layers=n_layers)
+    history = torch.randn(3, 9, DIM)
+    mask = left_aligned_mask([9, 4, 0], 9)
+    with torch.no_grad():
+        tokens = torch.cat([model.embed_history(history, mask),
+                            model.queries.expand(3, -1, -1)], dim=1)  # [B, L + M, h]
+        ignore = torch.cat([~mask, torch.zeros(3, QUERIES, dtype=torch.bool)], dim=1)
+        reference = model.encoder(tokens, src_key_padding_mask=ignore)[:, -QUERIES:]
+        assert torch.allclose(model(history, mask), reference, atol=1e-5)

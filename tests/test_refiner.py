@@ -205,3 +205,16 @@ def test_window_outputs_are_causal_and_come_only_when_asked(llm_folders):
         _, moved = refiner.forward_with_recent(coarse, coarse_mask, later, recent_mask, True)
     assert torch.allclose(outputs[1, :3], moved[1, :3], atol=1e-5)  # earlier tokens: unchanged
     assert not torch.allclose(outputs[1, 3:], moved[1, 3:], atol=1e-5)
+
+
+def test_inference_in_row_chunks_equals_the_whole_batch(llm_folders, monkeypatch):
+    from recbole_hymirec.model import row_chunks
+
+    refiner = make_refiner(llm_folders["llama"]).eval()
+    batch = make_batch(refiner.hidden_size)
+    with torch.no_grad():
+        interests, recent = refiner.forward_with_recent(*batch, with_recent=True)
+        monkeypatch.setattr(row_chunks, "INFERENCE_CHUNK_TOKENS", M + N + K)  # one row a chunk
+        chunked_interests, chunked_recent = refiner.forward_with_recent(*batch, with_recent=True)
+    assert torch.allclose(interests, chunked_interests, atol=1e-5)
+    assert torch.allclose(recent, chunked_recent, atol=1e-5)

@@ -324,8 +324,12 @@ class CosineResidualCodebook(nn.Module):
                 f"cannot decode {n_used} layers from codes with {codes.shape[1]} columns "
                 f"and a {self.n_layers}-layer codebook."
             )
-        *_, recon = self._partial_decodes(codes, n_used)  # the decode from all n_used layers
-        return recon  # [n, D]
+        index = codes[:, :n_used].to(self.centroids.device).long()  # [n, L'], uint8 would index as a mask
+        # every codeword times its scale, the layers stacked in one table: one fused gather and
+        # sum per item (long histories decode without [n, L', D] temporaries)
+        table = (self.scales[:n_used].unsqueeze(2) * self.centroids[:n_used]).flatten(0, 1)  # [L' * C, D]
+        offsets = torch.arange(n_used, device=index.device) * self.codebook_size  # [L']
+        return F.embedding_bag(index + offsets, table, mode="sum")  # [n, D]
 
     def _partial_decodes(self, codes, n_used):
         """The decode from the first 1, 2, .., ``n_used`` layers, one after the other [n, D]

@@ -11,14 +11,22 @@ query tokens are appended after the history; their output states are the coarse 
 * Padded history positions are hidden from every token through the key padding mask; the
   queries are never masked, so a row with an empty history is valid (its queries attend to
   each other only) and never produces NaN.
+* Cost at long histories: attention runs through ``scaled_dot_product_attention`` (fused
+  kernels that never hold the ``[B, heads, L, L]`` weights; PyTorch's own encoder fast path
+  does at inference), the last layer computes the ``M`` query states only, the one output
+  read, and inference goes through the rows in chunks of bounded size (row_chunks.py). The
+  weights live in a standard ``nn.TransformerEncoder`` (pre-norm, GELU) whose output this
+  equals.
 
 Pure torch, no RecBole import.
 """
 
 import torch
 import torch.nn as nn
+from torch.nn import functional as F
 
 from recbole_hymirec.errors import ConfigError
+from recbole_hymirec.model.row_chunks import forward_in_row_chunks
 
 
 def _check_positive_int(name, value, example):
@@ -123,9 +131,11 @@ class LightweightInterestExtractor(nn.Module):
     def embed_history(self, history, mask):
         """Projected history + recency positions, normalised -> [B, L, h]."""
         positions = recency_positions(mask)  # [B, L]
-        # zero the padding: masked keys get weight 0, but 0 * inf/NaN would still leak in.
-        history = history.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, L, input_dim]
-        x = self.input_proj(history) + self.position_embedding(positions)  # [B, L, h]
+        # padding projects as a zero input would: masked keys get weight 0, but 0 * inf/NaN
+        # would still leak in (selected after the projection: no copy of the wide input)
+        projected = torch.where(mask.unsqueeze(-1), self.input_proj(history),
+                                self.input_proj.bias)  # [B, L, h]
+        x = projected + self.position_embedding(positions)  # [B, L, h]
         return self.input_dropout(self.input_norm(x))
 
     def forward(self, history, mask):
@@ -140,11 +150,43 @@ class LightweightInterestExtractor(nn.Module):
         """
         mask = mask.bool()
         self._check_inputs(history, mask)
+        return forward_in_row_chunks(self._coarse_interests, (history, mask),
+                                     tokens_per_row=history.shape[1] + self.n_queries)
+
+    def _coarse_interests(self, history, mask):
+        """``forward`` on checked inputs ``[B, L, input_dim]``, ``[B, L]`` -> ``[B, M, h]``."""
         batch_size, length = mask.shape
         x = self.embed_history(history, mask)  # [B, L, h]
         queries = self.queries.unsqueeze(0).expand(batch_size, -1, -1)  # [B, M, h]
         tokens = torch.cat([x, queries], dim=1)  # [B, L + M, h]
         # key padding mask: True = ignore; the queries are always visible.
         ignore = torch.cat([~mask, mask.new_zeros(batch_size, self.n_queries)], dim=1)  # [B, L + M]
-        states = self.encoder(tokens, src_key_padding_mask=ignore)  # [B, L + M, h]
-        return states[:, length:]  # [B, M, h]
+        visible = ~ignore[:, None, None, :]  # [B, 1, 1, L + M] True = attend
+        layers = self.encoder.layers
+        for layer in layers[:-1]:
+            tokens = self._encoder_layer(layer, tokens, tokens, visible)  # [B, L + M, h]
+        queries = self._encoder_layer(layers[-1], tokens[:, length:], tokens, visible)  # [B, M, h]
+        return self.encoder.norm(queries)  # [B, M, h]
+
+    def _encoder_layer(self, layer, x, context, visible):
+        """One pre-norm ``nn.TransformerEncoderLayer`` for the tokens ``x`` ``[B, Q, h]``, the
+        last ``Q`` of ``context`` ``[B, S, h]``, which they attend over -> ``[B, Q, h]``."""
+        normed = layer.norm1(context)  # [B, S, h]
+        attended = self._attend(layer.self_attn, normed[:, context.shape[1] - x.shape[1]:],
+                                normed, visible)  # [B, Q, h]
+        x = x + layer.dropout1(attended)
+        feed_forward = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x)))))
+        return x + layer.dropout2(feed_forward)  # [B, Q, h]
+
+    def _attend(self, attention, x, context, visible):
+        """``attention``'s (an ``nn.MultiheadAttention``) heads for ``x`` ``[B, Q, h]`` over
+        ``context`` ``[B, S, h]`` with key mask ``visible`` ``[B, 1, 1, S]`` -> ``[B, Q, h]``."""
+        heads, width = attention.num_heads, self.hidden_size
+        q_weight, kv_weight = attention.in_proj_weight.split([width, 2 * width])
+        q_bias, kv_bias = attention.in_proj_bias.split([width, 2 * width])
+        q = F.linear(x, q_weight, q_bias).unflatten(-1, (heads, -1)).transpose(1, 2)  # [B, H, Q, h/H]
+        k, v = F.linear(context, kv_weight, kv_bias).unflatten(-1, (2, heads, -1)).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S, h/H] each
+        dropout = attention.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout)
+        return attention.out_proj(out.transpose(1, 2).flatten(2))  # [B, Q, h]

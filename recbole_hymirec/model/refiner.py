@@ -12,12 +12,15 @@ the vocabulary for nothing. The backbone weights are frozen; LoRA adapters (peft
 
 This module does not import RecBole.
 """
+import functools
+
 import torch
 from torch import nn
 
 from recbole_hymirec.errors import ConfigError
 from recbole_hymirec.model.llm import backbone_of, hidden_size_of, llm_autocast, token_embedding_rms
 from recbole_hymirec.model.lora import as_module_list, inject_lora
+from recbole_hymirec.model.row_chunks import forward_in_row_chunks
 
 # ----------------------------------------------------------------------------- refiner
 
@@ -179,6 +182,12 @@ class LLMRefiner(nn.Module):
         has seen that token and the context before it (HLLM-style next-item states; values at
         masked tokens are meaningless)."""
         self._check_shapes(coarse, coarse_mask, recent, recent_mask)
+        tokens_per_row = coarse.shape[1] + recent.shape[1] + self.n_interests
+        return forward_in_row_chunks(functools.partial(self._refine, with_recent=with_recent),
+                                     (coarse, coarse_mask, recent, recent_mask), tokens_per_row)
+
+    def _refine(self, coarse, coarse_mask, recent, recent_mask, with_recent):
+        """``forward_with_recent`` on checked inputs."""
         inputs_embeds, attention_mask, position_ids, recent_slots = self.build_inputs(
             coarse, coarse_mask, recent, recent_mask)
         with llm_autocast(self.precision, inputs_embeds.device):

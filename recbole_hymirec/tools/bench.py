@@ -1,6 +1,6 @@
 """Efficiency benchmark: prints numbers, asserts nothing.
 
-    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|embed] [--config_files ...] [--key=value ...]
+    python -m recbole_hymirec.tools.bench -d ml-100k [--part all|serve|curve|embed] [--config_files ...] [--key=value ...]
 
 Prints one line ``BENCH {json}``, measured on this machine's CPU and, when a GPU is present,
 on CUDA too (``device`` names it):
@@ -10,6 +10,8 @@ on CUDA too (``device`` names it):
   (``refiner_reads: full_history``), and their ratio; bytes fetched per user history (uint8
   codes vs fp32 embeddings); training rows/s with ``precision: fp32`` and ``precision: auto``
   on the same batches, and their ratio; peak memory.
+* ``curve`` -- the same comparison at every history length of ``--lengths`` (the points of
+  ``python -m recbole_hymirec.tools.efficiency``, which also writes them as a page).
 * ``embed`` -- content-LLM embedding throughput (items/s) in fp32 and in ``auto``, and their
   ratio.
 
@@ -19,16 +21,17 @@ On a CPU pass ``--config_files properties/presets/hymirec_cpu.yaml`` (the 4-laye
 """
 import argparse
 import functools
-import resource
-import statistics
 import sys
 import time
 
 import torch
 
 from recbole_hymirec.cli import run_report_command
+from recbole_hymirec.tools.efficiency import add_curve_arguments, efficiency_curve
+from recbole_hymirec.tools.serving import (MODEL, available_devices, build_model, device_name,
+                                           interleaved_latency, peak_memory_mib, rows_read_by,
+                                           serve_data, serve_setting, sync)
 
-MODEL = "HyMiRec"
 COMPARED_PRECISIONS = ("fp32", "auto")
 
 
@@ -36,7 +39,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files")
-    parser.add_argument("--part", default="all", choices=["all", "serve", "embed"],
+    parser.add_argument("--part", default="all", choices=["all", "serve", "curve", "embed"],
                         help="what to measure (default: all)")
     parser.add_argument("--n_items", type=int, default=256, help="items embedded per device")
     parser.add_argument("--batch", type=int, default=256, help="rows of the batched latency")
@@ -45,11 +48,8 @@ def build_parser():
     parser.add_argument("--train_steps", type=int, default=10, help="steps timed for rows/s")
     parser.add_argument("--rounds", type=int, default=2,
                         help="timed embedding passes per precision, interleaved (the best counts)")
+    add_curve_arguments(parser)
     return parser
-
-
-def available_devices():
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _precision_names(device):
@@ -73,10 +73,10 @@ def _embedding_encoder(config, texts, device, precision):
 
 
 def _encode_seconds(encoder, texts, device):
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     encoder.encode(texts, show_progress=False)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -126,24 +126,6 @@ def history_bytes(config, dataset, item_codes, content):
             "ratio": round(per_item_fp32 / per_item_codes, 1)}
 
 
-@torch.no_grad()
-def latency_ms_per_user(model, batch, single_rows, device):
-    """Median ms per user of full ranking, one row at a time, and ms per user in one batch."""
-    def timed(rows):
-        _sync(device)
-        start = time.perf_counter()
-        model.full_sort_predict(rows)
-        _sync(device)
-        return (time.perf_counter() - start) * 1000.0
-
-    model.eval()
-    timed(batch[:1])  # warm-up
-    single = statistics.median(timed(batch[i:i + 1]) for i in range(min(single_rows, len(batch))))
-    timed(batch)  # warm-up
-    batched = min(timed(batch) for _ in range(2)) / len(batch)
-    return {"batch_1": round(single, 3), f"batch_{len(batch)}": round(batched, 3)}
-
-
 def training_rows_per_s(models, train_data, steps, device):
     """Training rows/s of each model's optimiser loop, ``{name: rows/s}``: every model takes
     the same batches, one step each in turn (the first round warms up, not timed)."""
@@ -167,76 +149,46 @@ def training_rows_per_s(models, train_data, steps, device):
 
 
 def _training_step_seconds(model, optimizer, batch, device):
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     optimizer.zero_grad()
     loss = model.calculate_loss(batch)
     (sum(loss) if isinstance(loss, tuple) else loss).backward()
     optimizer.step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
-
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def peak_memory_mib(device):
-    if device == "cuda":
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-
-
-def _first_rows(test_data, n, device):
-    batch = next(iter(test_data))
-    batch = batch[0] if isinstance(batch, tuple) else batch
-    return batch[:n].to(device)
-
-
-def _build_model(config_files, dataset_name, train_data, settings):
-    from recbole_hymirec.config import Config
-    from recbole_hymirec.utils import get_model
-
-    config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
-                    config_dict=settings)
-    return get_model(MODEL)(config, train_data._dataset).to(config["device"])
 
 
 def bench_serve_on(device, config_files, dataset_name, args):
     """Both variants on one device: latency, ratio, training rows/s in fp32 and ``auto``, peak
     memory."""
-    from recbole_hymirec.config import Config
-    from recbole_hymirec.utils import create_dataset, data_preparation
-
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    use_gpu = {"use_gpu": device == "cuda", "eval_batch_size": args.batch, "show_progress": False,
-               "precision": "auto"}
-    config = Config(model=MODEL, dataset=dataset_name, config_file_list=config_files,
-                    config_dict=use_gpu)
-    dataset = create_dataset(config)
-    train_data, _, test_data = data_preparation(config, dataset)
-    build = functools.partial(_build_model, config_files, dataset_name, train_data)
-    hybrid = build(use_gpu)
-    full = build(dict(use_gpu, refiner_reads="full_history"))
-    rows = _first_rows(test_data, args.batch, config["device"])
-    report = {"device": torch.cuda.get_device_name(0) if device == "cuda"
-              else f"cpu ({torch.get_num_threads()} threads)",
-              "precision_auto": hybrid.llm_precision,
-              "hybrid_ms_per_user": latency_ms_per_user(hybrid, rows, args.single_rows, device),
-              "full_history_ms_per_user": latency_ms_per_user(full, rows, args.single_rows, device)}
-    report["speedup"] = {k: round(report["full_history_ms_per_user"][k] / v, 3)
-                         for k, v in report["hybrid_ms_per_user"].items()}
+    config, train_data, rows = serve_data(device, config_files, dataset_name, args.batch)
+    dataset = train_data._dataset
+    build = functools.partial(build_model, config_files, dataset_name, dataset)
+    use_gpu = serve_setting(device, args.batch)
+    hybrid, hybrid_config = build(use_gpu)
+    full, full_config = build(dict(use_gpu, refiner_reads="full_history"))
+    latency = interleaved_latency(
+        {"hybrid": (hybrid, rows_read_by(hybrid_config, dataset, rows)),
+         "full_history": (full, rows_read_by(full_config, dataset, rows))},
+        args.single_rows, device)
+    timings = ("batch_1", f"batch_{len(rows)}")
+    report = {"device": device_name(device), "precision_auto": hybrid.llm_precision}
+    for name, measured in latency.items():
+        report[f"{name}_ms_per_user"] = {k: measured[k] for k in timings}
+    report["speedup"] = {k: round(latency["full_history"][k] / latency["hybrid"][k], 3)
+                         for k in timings}
     del full
-    trained = {"fp32": build(dict(use_gpu, precision="fp32")), "auto": hybrid}
+    trained = {"fp32": build(dict(use_gpu, precision="fp32"))[0], "auto": hybrid}
     rates = training_rows_per_s(trained, train_data, args.train_steps, device)
     report.update({f"train_rows_per_s_{name}": rate for name, rate in rates.items()})
     report["train_rows_per_s"] = rates["auto"]
     report["train_speedup_auto"] = (round(rates["auto"] / rates["fp32"], 3)
                                     if rates["auto"] and rates["fp32"] else None)
     report["peak_memory_mib"] = peak_memory_mib(device)
-    report["bytes_per_history"] = history_bytes(config, train_data._dataset, hybrid.item_codes,
+    report["bytes_per_history"] = history_bytes(config, dataset, hybrid.item_codes,
                                                 hybrid.item_content)
     report["settings"] = {k: config[k] for k in ("llm_num_layers", "MAX_ITEM_LIST_LENGTH",
                                                   "long_seq_len", "n_interests",
@@ -251,6 +203,9 @@ def run_bench(args, config_files):
     report = {"dataset": args.dataset, "part": args.part, "torch_threads": torch.get_num_threads()}
     if args.part in ("all", "serve"):
         report["serve"] = {device: bench_serve_on(device, config_files, args.dataset, args)
+                           for device in available_devices()}
+    if args.part in ("all", "curve"):
+        report["curve"] = {device: efficiency_curve(args, config_files, device)
                            for device in available_devices()}
     if args.part in ("all", "embed"):
         config = Config(model=MODEL, dataset=args.dataset, config_file_list=config_files)

@@ -258,14 +258,32 @@ def _bar_groups(axis, rows, metrics):
     axis.legend(fontsize=8, ncol=len(metrics), loc="upper left")
 
 
-def render_png(rows, dataset):
-    """PNG bytes (test metrics per model; NDCG@10 vs wall time), or None without matplotlib."""
+def pyplot_or_none():
+    """matplotlib's pyplot on the file-only Agg backend, or None (and a warning) without
+    matplotlib: a page then goes without its png."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("warning: matplotlib is not installed; skipping the png", file=sys.stderr)
+        return None
+    return plt
+
+
+def png_bytes(fig, plt):
+    """``fig`` laid out, as PNG bytes; the figure is closed."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_png(rows, dataset):
+    """PNG bytes (test metrics per model; NDCG@10 vs wall time), or None without matplotlib."""
+    plt = pyplot_or_none()
+    if plt is None:
         return None
     fig, (accuracy, coverage, scatter) = plt.subplots(1, 3, figsize=(16, 4.8))
     _bar_groups(accuracy, rows, ["ndcg@10", "recall@10", "mrr@10"])
@@ -284,11 +302,7 @@ def render_png(rows, dataset):
     scatter.set_xlabel("wall time (s)")
     scatter.set_ylabel("NDCG@10 (test)")
     scatter.set_title("NDCG@10 vs wall time")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, plt)
 
 
 def write_page(out_dir, dataset, rows, command_line, shared, per_model, notes=()):
