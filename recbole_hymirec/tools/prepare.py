@@ -138,15 +138,13 @@ def amazon_items(meta_path):
 
 def amazon_interactions(reviews_path, known_items):
     """``(user, item, rating, timestamp in seconds)`` of the reviews of ``known_items``."""
-    rows = []
-    for line_number, record in read_jsonl(reviews_path, AMAZON_REVIEW_KEYS):
-        item = identifier(record["parent_asin"])
-        if item not in known_items:
-            continue
+    def rating_and_seconds(line_number, record):
         rating = number(record["rating"], reviews_path, line_number, "rating")
         millis = number(record["timestamp"], reviews_path, line_number, "timestamp")
-        rows.append((identifier(record["user_id"]), item, rating, millis / 1000.0))
-    return rows
+        return rating, millis / 1000.0
+
+    return interactions_of_known_items(read_jsonl(reviews_path, AMAZON_REVIEW_KEYS),
+                                       "parent_asin", known_items, rating_and_seconds)
 
 
 def pixelrec_items(items_path):
@@ -158,13 +156,22 @@ def pixelrec_items(items_path):
 
 def pixelrec_interactions(inter_path, known_items):
     """``(user, item, 1.0, timestamp)`` of a PixelRec interaction csv (implicit feedback)."""
+    def implicit_rating_and_time(line_number, row):
+        return 1.0, number(row["timestamp"], inter_path, line_number, "timestamp")
+
+    return interactions_of_known_items(read_csv_rows(inter_path, PIXELREC_INTER_COLUMNS),
+                                       "item_id", known_items, implicit_rating_and_time)
+
+
+def interactions_of_known_items(records, item_key, known_items, rating_and_time):
+    """``(user, item, rating, timestamp)`` of every ``(line_number, record)`` whose item
+    (``record[item_key]``) is in ``known_items``; ``rating_and_time(line_number, record)``
+    reads the last two, so a malformed value is reported only for a kept row."""
     rows = []
-    for line_number, row in read_csv_rows(inter_path, PIXELREC_INTER_COLUMNS):
-        item = identifier(row["item_id"])
-        if item not in known_items:
-            continue
-        timestamp = number(row["timestamp"], inter_path, line_number, "timestamp")
-        rows.append((identifier(row["user_id"]), item, 1.0, timestamp))
+    for line_number, record in records:
+        item = identifier(record[item_key])
+        if item in known_items:
+            rows.append((identifier(record["user_id"]), item, *rating_and_time(line_number, record)))
     return rows
 
 
