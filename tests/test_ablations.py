@@ -109,6 +109,19 @@ def test_every_variant_trains(assets, overrides):
         assert model.full_sort_predict(test_batch).shape == (len(test_batch), model.n_items)
 
 
+def test_round_robin_ranking_is_the_merged_per_interest_lists(assets):
+    model, _, test_batch = _build(assets, interest_merge="round_robin")
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict(test_batch)  # [B, n_items]
+        merged = model.recommend_topk(test_batch, 10)
+        item_ids = torch.randint(1, model.n_items, (len(test_batch),))
+        test_batch.interaction[model.ITEM_ID] = item_ids
+        single = model.predict(test_batch)  # [B]
+    assert torch.equal(scores.topk(10, dim=1).indices, merged)
+    assert torch.equal(single, scores[torch.arange(len(item_ids)), item_ids])
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"refiner_reads": "everything"}, "refiner_reads='everything' is not one of ['hybrid', 'full_history']"),
     ({"long_history_input": "bits"}, "long_history_input='bits' is not one of ['codes', 'raw']"),
@@ -123,6 +136,8 @@ def test_every_variant_trains(assets, overrides):
      "refiner_reads=full_history reads the long history while use_long_history=False drops it"),
     ({"ranking_readout": "last"},
      "ranking_readout='last' is not one of ['interests', 'interests_and_next', 'next']"),
+    ({"interest_merge": "sum"},
+     "interest_merge='sum' is not one of ['max', 'round_robin']. Fix: --interest_merge=max"),
     ({"ranking_readout": "next"},
      "ranking_readout=next ranks with the last window token's next-item state, which only "
      "dense_loss_weight > 0 trains. Fix: --dense_loss_weight=1.0, or --ranking_readout=interests."),

@@ -14,7 +14,8 @@ from recbole_hymirec.model.dmil import (
     match_clusters_to_interests,
 )
 from recbole_hymirec.model.kmeans import cosine_kmeans
-from recbole_hymirec.model.retrieval import max_over_interests, merge_topk, score_items
+from recbole_hymirec.model.retrieval import (max_over_interests, merge_topk,
+                                             round_robin_scores, score_items, unit_rows)
 
 
 def unit(x):
@@ -486,6 +487,24 @@ def test_merge_topk_matches_reference_and_has_no_duplicates():
         assert len(set(row)) == len(row) and 0 not in row
     with pytest.raises(ConfigError):
         merge_topk(interests, item_emb, 0)
+
+
+@pytest.mark.parametrize("normalize, biased", [(True, False), (False, False), (True, True)])
+def test_round_robin_scores_rank_the_catalogue_in_merge_topks_order(normalize, biased):
+    g = torch.Generator().manual_seed(5)
+    interests, item_emb = torch.randn(6, 3, 5, generator=g), torch.randn(30, 5, generator=g)
+    bias = torch.randn(30, generator=g) if biased else None
+    scores = round_robin_scores(interests, item_emb, normalize, bias, 2.0)  # [B, n]
+    assert scores.shape == (6, 30) and torch.isfinite(scores).all()
+    full = scores[:, 1:].argsort(dim=1, descending=True) + 1  # item 0 (padding) ranks last
+    assert torch.equal(scores.argmin(dim=1), torch.zeros(6, dtype=torch.long))
+    assert full.tolist() == merge_topk(interests, item_emb, 29, item_bias=bias, scale=2.0,
+                                       normalize=normalize).tolist()
+    # one interest: its own ranking
+    single = round_robin_scores(interests[:, :1], item_emb, normalize)
+    own = unit_rows(interests[:, 0], normalize) @ unit_rows(item_emb, normalize).T  # [B, n]
+    assert torch.equal(single[:, 1:].argsort(dim=1, descending=True),
+                       own[:, 1:].argsort(dim=1, descending=True))
 
 
 # --------------------------------------------------------------------------- dot-product scores

@@ -94,6 +94,20 @@ def test_model_config_files_stack_after_the_shared_ones_in_the_order_given():
     assert leaderboard.model_stack(["a.yaml"], per_model, "SASRec") == ["a.yaml"]
 
 
+def test_an_entrys_own_files_stack_after_its_models_for_that_entry_only():
+    per_model = leaderboard.model_files(["HyMiRec=b.yaml", "HyMiRec(epochs=8,x=1)=c.yaml"])
+    assert per_model == {"HyMiRec": ["b.yaml"], "HyMiRec(epochs=8,x=1)": ["c.yaml"]}
+    stack = leaderboard.model_stack
+    assert stack(["a.yaml"], per_model, "HyMiRec", "HyMiRec(epochs=8,x=1)") == [
+        "a.yaml", "b.yaml", "c.yaml"]
+    assert stack(["a.yaml"], per_model, "HyMiRec", "HyMiRec(epochs=8,x=1,seed=7)") == [
+        "a.yaml", "b.yaml", "c.yaml"]  # --seeds keeps the entry's files
+    assert stack(["a.yaml"], per_model, "HyMiRec", "HyMiRec(epochs=8)") == ["a.yaml", "b.yaml"]
+    assert stack(["a.yaml"], per_model, "HyMiRec", "HyMiRec") == ["a.yaml", "b.yaml"]
+    with pytest.raises(SystemExit, match=r"MODEL\(key=value,...\)=file.yaml"):
+        leaderboard.model_files(["HyMiRec(epochs=8)="])
+
+
 def test_a_stack_whose_last_preset_misses_a_models_budget_key_is_named():
     baselines = os.path.join(REPO_ROOT, "properties", "presets", "baselines_ml-100k.yaml")
     hymirec = os.path.join(REPO_ROOT, "properties", "presets", "hymirec_cpu.yaml")
@@ -167,7 +181,7 @@ def leaderboard_runs(argv):
         if "..." in entry:
             continue
         model, own = entries.parse_entry(entry)
-        runs.append((model, args.dataset, leaderboard.model_stack(shared, per_model, model),
+        runs.append((model, args.dataset, leaderboard.model_stack(shared, per_model, model, entry),
                      entries.merge_overrides(extra, own)))
     return runs
 

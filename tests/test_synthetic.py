@@ -17,7 +17,8 @@ from recbole_hymirec.utils import create_dataset
 
 NAME = "synth-mi"
 SMALL = SyntheticSpec(n_users=120)  # default topics, items and block lengths
-TINY = SyntheticSpec(n_users=24, n_topics=4, interests_per_user=(3, 4), items_per_topic=8, cycles=(2, 2), block_length=(4, 5))
+TINY = SyntheticSpec(n_users=24, n_topics=4, interests_per_user=(3, 4), items_per_topic=8,
+                     cycles=(2, 2), block_length=(4, 5), final_block_length=(6, 8))
 
 
 def _files(folder):
@@ -59,12 +60,14 @@ def test_final_targets_return_to_a_long_history_topic(small):
     sequences = synthetic.read_sequences(folder, NAME)
     item_topic = planted["item_topic"]
     lengths = [len(s) for s in sequences.values()]
-    assert 100 <= min(lengths) and max(lengths) <= 220
+    assert 100 <= min(lengths) and max(lengths) <= 200
     for from_end in (1, 2):  # test, valid: hidden from a 50-item window, present before it
-        assert synthetic.hidden_return_share(sequences, item_topic, 50, from_end) >= 0.9
+        assert synthetic.hidden_return_share(sequences, item_topic, 50, from_end) == 1.0
     for user, items in sequences.items():
         topics = set(planted["user_topics"][user])
-        assert 4 <= len(topics) <= 5 and {item_topic[i] for i in items} == topics
+        assert len(topics) == 4 and {item_topic[i] for i in items} == topics
+        # the 100 items before the test item (the CPU preset's long history) hold every one
+        assert {item_topic[i] for i in items[-101:-1]} == topics
 
 
 def test_after_the_warm_up_every_topic_is_one_the_history_holds(small):
@@ -80,27 +83,43 @@ def test_after_the_warm_up_every_topic_is_one_the_history_holds(small):
                    enumerate(topics) if position >= warm_up)
 
 
-def test_items_follow_their_series_within_a_topic(small):
-    """Beyond the topic there is signal: a user's next item of a topic is mostly the one right
-    after their previous item of that topic (series order), returns included."""
+def test_most_training_windows_of_ten_targets_span_several_topics(small):
+    """The short cycles put returns among the W = 10 targets after many prefixes: the groups
+    multi-interest learning matches to its interests."""
     _, folder = small
-    sequences = synthetic.read_sequences(folder, NAME)
-    per_topic = SMALL.items_per_topic
-    follows, returns_follow, returns = 0, 0, 0
-    for items in sequences.values():
-        last_of_topic = {}
-        ids = [int(i) - 1 for i in items]
-        for step, item in enumerate(ids):
-            topic, rank = divmod(item, per_topic)
-            if topic in last_of_topic:
-                follows_series = rank == (last_of_topic[topic] + 1) % per_topic
-                follows += follows_series
-                if step >= len(ids) - 2:
-                    returns += 1
-                    returns_follow += follows_series
-            last_of_topic[topic] = rank
-    assert follows / sum(len(s) - 4 for s in sequences.values()) > 0.6
-    assert returns_follow / returns > 0.6
+    item_topic = synthetic.read_planted(folder, NAME)["item_topic"]
+    several, windows = 0, 0
+    for items in synthetic.read_sequences(folder, NAME).values():
+        topics = [item_topic[i] for i in items[:-2]]  # the training part
+        for start in range(1, len(topics) - 10):
+            windows += 1
+            several += len(set(topics[start:start + 10])) >= 2
+    assert several / windows > 0.45
+
+
+def test_the_final_burst_returns_to_every_other_topic_the_longest_ago_first(small):
+    """Valid and test are the burst's last two items: topics a model must recall from before
+    the final block, in the order the short cycles teach."""
+    _, folder = small
+    planted = synthetic.read_planted(folder, NAME)
+    item_topic = planted["item_topic"]
+    for user, items in synthetic.read_sequences(folder, NAME).items():
+        topics = [item_topic[i] for i in items]
+        others = len(planted["user_topics"][user]) - 1
+        burst, block_topic = topics[-others:], topics[-others - 1]
+        assert sorted(burst) == sorted(set(planted["user_topics"][user]) - {block_topic})
+        block_start = len(topics) - others - SMALL.final_block_length[0]
+        last_visits = [max(p for p in range(block_start) if topics[p] == t) for t in burst]
+        assert last_visits == sorted(last_visits)
+
+
+def test_within_a_topic_popularity_falls_with_the_items_number(small):
+    _, folder = small
+    counts = [0] * SMALL.items_per_topic
+    for items in synthetic.read_sequences(folder, NAME).values():
+        for item in items:
+            counts[(int(item) - 1) % SMALL.items_per_topic] += 1
+    assert counts[0] > 1.5 * counts[1] and counts[1] > counts[5] > counts[-1]
 
 
 def test_titles_carry_the_topic_words(small):

@@ -8,24 +8,28 @@ with ``-d NAME --data_path=FOLDER``.
 The process, per user (see ``SyntheticSpec`` for the sizes):
 
 * items belong to ``n_topics`` topics; an item's title and ``class`` carry its topic's words,
-  so a content encoder separates the topics; within a topic, items form an ordered series
-  whose first items are the popular ones;
+  so a content encoder separates the topics; within a topic, an item's popularity falls with
+  its number (Zipf over the ranks, the same for every topic and user);
 * a user holds ``interests_per_user`` planted topics; a short *warm-up* visits each of them
-  ``warmup_items`` times, so that every later visit to a topic resumes a series the history
-  holds; then the user lives through ``cycles`` cycles; a cycle is one long *block* in one planted topic (``block_length`` items, at least 50)
-  followed by one *return* item from each of the user's other planted topics, the topic
-  visited longest ago first; the next block is in another planted topic;
-* inside a topic a user walks its series forward from where they left it (mostly one step,
-  sometimes two, now and then a jump to a popular item); a return resumes the series right
-  after the user's last item of that topic.
+  ``warmup_items`` times; then the user lives through ``cycles`` short cycles and a final
+  one; a cycle is a *block* of items in one planted topic followed by a *burst* of returns:
+  ``returns_per_topic`` rounds of one item from each of the user's other planted topics, the
+  topic visited longest ago first; the next block is in another planted topic; the final
+  block is long (``final_block_length``, at least 50 items) and its burst is one round;
+* every item is drawn from its topic by popularity, independently of the user's earlier
+  items (a user may consume an item again).
 
-The sequence ends with the last cycle's returns, so under leave-one-out the valid and the
-test items are returns: the last 50 items before either are (nearly) all the final block's
-topic, so a model that reads only a recent window of <= 50 items cannot tell which of the
-user's topics comes back, or where in its series, while the long history holds both.
+The sequence ends with the final burst, so under leave-one-out the valid and the test items
+are its last two returns: the 50 items before either hold the final block's topic and the
+returns just made, so a model that reads only a recent window of <= 50 items sees that a
+burst has begun but cannot tell which other topics the user holds, while the long history
+holds them all. The short cycles show, many times per user, that a burst visits the topics
+left longest ago, and put several topics in the training targets that follow the prefixes
+around a burst, which is what multi-interest learning matches to its interests.
 Same ``SyntheticSpec`` and seed give byte-identical files (pure Python ``random``).
 """
 import json
+import math
 import os
 import random
 from itertools import accumulate
@@ -47,6 +51,18 @@ TOPIC_VOCABULARY = (
     ("fitness", ("workout", "yoga", "running", "muscle", "cardio")),
     ("painting", ("canvas", "watercolor", "portrait", "brush", "easel")),
     ("robotics", ("robot", "servo", "sensor", "android", "automation")),
+    ("ocean", ("ocean", "whale", "coral", "tide", "reef")),
+    ("cycling", ("bicycle", "pedal", "peloton", "derailleur", "sprint")),
+    ("history", ("empire", "dynasty", "pharaoh", "medieval", "revolution")),
+    ("photography", ("camera", "lens", "shutter", "exposure", "tripod")),
+    ("wine", ("vineyard", "merlot", "cellar", "vintage", "sommelier")),
+    ("mountaineering", ("summit", "glacier", "crampon", "ridge", "altitude")),
+    ("poetry", ("sonnet", "verse", "stanza", "rhyme", "haiku")),
+    ("cars", ("engine", "turbo", "sedan", "racing", "gearbox")),
+    ("birds", ("sparrow", "eagle", "owl", "feather", "nest")),
+    ("architecture", ("cathedral", "facade", "arch", "skyscraper", "column")),
+    ("medicine", ("surgeon", "vaccine", "clinic", "diagnosis", "therapy")),
+    ("fishing", ("trout", "angler", "bait", "reel", "salmon")),
 )
 SERIES_WORDS = ("volume", "episode", "chapter", "edition", "issue", "part")
 FIRST_TIMESTAMP = 1_000_000_000
@@ -54,21 +70,20 @@ FIRST_TIMESTAMP = 1_000_000_000
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Sizes and probabilities of the generator (defaults: ~600 users x ~150 items)."""
+    """Sizes and probabilities of the generator (defaults: 400 users x ~150 items)."""
 
-    n_users: int = 600
-    n_topics: int = 10
-    items_per_topic: int = 48
-    interests_per_user: tuple = (4, 5)  # planted topics per user, inclusive range; >= 3 makes
-    # both the valid and the test item returns, >= 4 puts a return before the valid item too,
-    # so both targets follow a cue a model can learn (a lone item of another topic)
+    n_users: int = 400
+    n_topics: int = 24
+    items_per_topic: int = 20
+    interests_per_user: tuple = (4, 4)  # planted topics per user, inclusive range; >= 3 makes
+    # both the valid and the test item returns
     warmup_items: int = 2  # items of each planted topic before the first block
-    cycles: tuple = (2, 3)  # (block + returns) cycles per user, inclusive range
-    block_length: tuple = (50, 62)  # items of one block, inclusive range; >= 50 hides the
-    # other topics from a 50-item recent window at the final targets
-    skip_probability: float = 0.15  # a series step skips one item
-    jump_probability: float = 0.10  # a series step jumps to a popular item of the topic
-    popularity_exponent: float = 1.0  # Zipf exponent over an item's rank in its series
+    cycles: tuple = (4, 6)  # short (block + burst) cycles before the final one, inclusive range
+    block_length: tuple = (8, 16)  # items of a short cycle's block, inclusive range
+    returns_per_topic: tuple = (1, 2)  # rounds of returns in a short cycle's burst, inclusive range
+    final_block_length: tuple = (50, 56)  # items of the final block, inclusive range; >= 50
+    # hides the other topics from a 50-item recent window at the final targets
+    popularity_exponent: float = 0.8  # Zipf exponent over an item's rank in its topic
 
     def check(self):
         if not 1 <= self.n_topics:
@@ -77,9 +92,8 @@ class SyntheticSpec:
         if not 3 <= low <= high <= self.n_topics:
             raise ValueError(f"interests_per_user={self.interests_per_user} must satisfy "
                              f"3 <= low <= high <= n_topics={self.n_topics}")
-        # two cycles at least: the first one visits every planted topic, so the final
-        # returns come back to topics of the long history
-        for name, least in (("cycles", 2), ("block_length", 1)):
+        for name, least in (("cycles", 1), ("block_length", 1), ("returns_per_topic", 1),
+                            ("final_block_length", 1)):
             first, last = getattr(self, name)
             if not least <= first <= last:
                 raise ValueError(f"{name}={getattr(self, name)} must satisfy "
@@ -95,7 +109,7 @@ class SyntheticSpec:
 
 
 def topic_names(n_topics):
-    """The first ``n_topics`` vocabulary topics, then ``topic13``, ``topic14``, ..."""
+    """The first ``n_topics`` vocabulary topics, then ``topic25``, ``topic26``, ..."""
     named = [name for name, _ in TOPIC_VOCABULARY[:n_topics]]
     return named + [f"topic{t + 1}" for t in range(len(named), n_topics)]
 
@@ -120,33 +134,18 @@ def item_title(topic, rank):
 
 
 class UserWalk:
-    """One user's position in each topic's series and when each topic was last visited."""
+    """One user's items so far and when each of their planted topics was last visited."""
 
     def __init__(self, spec, rng, topics):
         self.spec, self.rng, self.topics = spec, rng, topics
-        self.cursor = {}  # topic -> rank of the user's last item in it
         # never visited = least recent, in the user's own order (planted order)
         self.last_visit = {t: -1 - i for i, t in enumerate(reversed(topics))}
         self.items = []
         self.popularity = [1.0 / (r + 1) ** spec.popularity_exponent
                            for r in range(spec.items_per_topic)]
 
-    def popular_rank(self):
-        return self.rng.choices(range(self.spec.items_per_topic), weights=self.popularity)[0]
-
-    def next_rank(self, topic):
-        """Resume after the last item of ``topic``; a first visit starts at a popular item."""
-        if topic not in self.cursor:
-            return self.popular_rank()
-        draw = self.rng.random()
-        if draw < self.spec.jump_probability:
-            return self.popular_rank()
-        step = 2 if draw < self.spec.jump_probability + self.spec.skip_probability else 1
-        return (self.cursor[topic] + step) % self.spec.items_per_topic
-
     def visit(self, topic):
-        rank = self.next_rank(topic)
-        self.cursor[topic] = rank
+        rank = self.rng.choices(range(self.spec.items_per_topic), weights=self.popularity)[0]
         self.last_visit[topic] = len(self.items)
         self.items.append(item_token(self.spec, topic, rank))
 
@@ -154,6 +153,18 @@ class UserWalk:
         """The planted topics other than ``exclude``, the one visited longest ago first."""
         others = [t for t in self.topics if t != exclude]
         return sorted(others, key=lambda t: self.last_visit[t])
+
+    def block(self, topic, length):
+        for _ in range(length):
+            self.visit(topic)
+
+    def burst(self, block_topic, rounds):
+        """``rounds`` rounds of one return to each planted topic other than ``block_topic``,
+        the one visited longest ago first."""
+        order = self.least_recent_first(block_topic)
+        for _ in range(rounds):
+            for topic in order:
+                self.visit(topic)
 
 
 def user_sequence(spec, rng):
@@ -164,13 +175,12 @@ def user_sequence(spec, rng):
         for _ in range(spec.warmup_items):
             walk.visit(topic)
     block_topic = planted[0]
-    n_cycles = rng.randint(*spec.cycles)
-    for _ in range(n_cycles):
-        for _ in range(rng.randint(*spec.block_length)):
-            walk.visit(block_topic)
-        for topic in walk.least_recent_first(block_topic):
-            walk.visit(topic)
+    for _ in range(rng.randint(*spec.cycles)):
+        walk.block(block_topic, rng.randint(*spec.block_length))
+        walk.burst(block_topic, rng.randint(*spec.returns_per_topic))
         block_topic = rng.choice([t for t in planted if t != block_topic])
+    walk.block(block_topic, rng.randint(*spec.final_block_length))
+    walk.burst(block_topic, 1)  # its last two items: the valid and the test item
     return planted, walk.items
 
 
@@ -249,8 +259,30 @@ def hidden_return_share(sequences, item_topic, window, from_end=1):
     return hidden / len(sequences)
 
 
+def topic_ranking_ndcg(sequences, item_topic, allowed_topics, from_end=1, cutoff=10):
+    """Mean NDCG@``cutoff`` of a ranking that lists the items of ``allowed_topics(history)`` (a
+    set of topics) by their training popularity (every user's items but the last two): what a
+    model that knows those topics, and nothing more, can reach."""
+    counts = {}
+    for items in sequences.values():
+        for item in items[:-2]:
+            counts[item] = counts.get(item, 0) + 1
+    by_popularity = sorted(counts, key=lambda item: (-counts[item], int(item)))
+    total = 0.0
+    for items in sequences.values():
+        target = len(items) - from_end
+        topics = allowed_topics([item_topic[i] for i in items[:target]])
+        top = [i for i in by_popularity if item_topic[i] in topics][:cutoff]
+        if items[target] in top:
+            total += 1.0 / math.log2(top.index(items[target]) + 2)
+    return total / len(sequences)
+
+
 def statistics(folder, name):
-    """Sizes and the share of valid/test targets hidden from 10- and 50-item windows."""
+    """Sizes, the share of valid/test targets hidden from 10- and 50-item windows, and the
+    test NDCG@10 of popularity rankings that know some of the user's topics: all topics (Pop),
+    those missing from the last 50 items (the most a 50-item window tells), those of the last
+    100 items (a 100-item long history) and those of the last 100 missing from the last 10."""
     planted = read_planted(folder, name)
     sequences = read_sequences(folder, name)
     lengths = sorted(len(s) for s in sequences.values())
@@ -262,4 +294,10 @@ def statistics(folder, name):
         for window in (10, 50):
             stats[f"{split}_hidden_from_last_{window}"] = round(
                 hidden_return_share(sequences, item_topic, window, from_end), 4)
+    rankings = {"pop": lambda topics: set(item_topic.values()),
+                "pop_not_last_50": lambda topics: set(item_topic.values()) - set(topics[-50:]),
+                "pop_last_100": lambda topics: set(topics[-100:]),
+                "pop_last_100_not_last_10": lambda topics: set(topics[-100:]) - set(topics[-10:])}
+    for ranking, allowed in rankings.items():
+        stats[f"test_ndcg10_{ranking}"] = round(topic_ranking_ndcg(sequences, item_topic, allowed), 4)
     return stats

@@ -56,7 +56,8 @@ from recbole_hymirec.model.llm import (PRECISIONS, hidden_size_of, llm_dtype, lo
 from recbole_hymirec.model.llm_input import LLMInputProjection
 from recbole_hymirec.model.random_state import init_seed
 from recbole_hymirec.model.refiner import LLMRefiner
-from recbole_hymirec.model.retrieval import max_over_interests_in_chunks, merge_topk, score_items
+from recbole_hymirec.model.retrieval import (max_over_interests_in_chunks, merge_topk,
+                                             round_robin_scores, score_items)
 from recbole_hymirec.model.sampled_softmax import LogQNegativeSampler, rows_of_items
 
 
@@ -97,6 +98,7 @@ class HyMiRec(SequentialRecommender):
         self.dense_loss_weight = config["dense_loss_weight"] or 0.0  # ~ switches it off
         self.similarity = config["similarity"]
         self.ranking_readout = config["ranking_readout"]
+        self.interest_merge = config["interest_merge"]
         self.precision = config["precision"]
         self._check_config(dataset)
         self.llm_precision = resolve_precision(self.precision, config["device"])  # fp32 / bf16
@@ -171,6 +173,7 @@ class HyMiRec(SequentialRecommender):
                    "coarse_history": ("up_to_target", "before_window"),
                    "similarity": ("cosine", "dot"),
                    "ranking_readout": ("interests", "interests_and_next", "next"),
+                   "interest_merge": ("max", "round_robin"),
                    "precision": PRECISIONS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -441,13 +444,18 @@ class HyMiRec(SequentialRecommender):
         return self.dmil.logit_scale() * score + bias
 
     def predict(self, interaction):
-        interests = self.ranking_interests(interaction)
         item_ids = interaction[self.ITEM_ID]  # [B]
+        if self.interest_merge == "round_robin":  # a rank is relative to the whole catalogue
+            return self.full_sort_predict(interaction).gather(1, item_ids.unsqueeze(1)).squeeze(1)
+        interests = self.ranking_interests(interaction)
         items = self.item_embeddings()[item_ids]  # [B, d]
         return self._with_bias(score_items(interests, items, self.dmil.normalize), item_ids)
 
     def full_sort_predict(self, interaction):
         interests = self.ranking_interests(interaction)
+        if self.interest_merge == "round_robin":
+            return round_robin_scores(interests, self.item_embeddings(), self.dmil.normalize,
+                                      self.item_bias, self.dmil.logit_scale())  # [B, n_items]
         scores = max_over_interests_in_chunks(interests, self.item_embeddings, self.n_items,
                                               self.ranking_chunk_items, self.dmil.normalize)
         return self._with_bias(scores)  # [B, n_items]

@@ -2,7 +2,8 @@
 
 ``score(u, i) = max_k cos(h_k(u), e_i)`` (``normalize=False``: ``max_k h_k · e_i``) ranks the
 catalogue; :func:`merge_topk` lets every interest retrieve its own list and merges the lists
-round-robin (the source of the diversity gain). Pure torch, no RecBole import.
+round-robin (the source of the diversity gain), and :func:`round_robin_scores` gives the whole
+catalogue in that merged order, for a full ranking. Pure torch, no RecBole import.
 """
 import math
 
@@ -54,6 +55,35 @@ def score_items(interests, items, normalize=True):
     unit_interests = unit_rows(interests, normalize)  # [B, K, d]
     unit_items = unit_rows(items, normalize)  # [B, d]
     return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
+
+
+def round_robin_scores(interests, item_emb, normalize=True, item_bias=None, scale=1.0,
+                       padding_idx=0):
+    """Scores ``[B, n_items]`` whose descending order is :func:`merge_topk`'s round-robin merge
+    of the K interests' own rankings, over the whole catalogue.
+
+    Interest ``k`` ranks every item by its own score (``scale * s + item_bias`` with a bias);
+    an item's merged position is ``min_k (rank_k * K + k)``: interest 1's first item, interest
+    2's first, ..., interest 1's second, ..., an item taking the place of its earliest
+    appearance. The score is minus that position (exact in float32 below 2^24 positions).
+    ``padding_idx`` ranks last in every interest's list.
+    """
+    unit_interests = unit_rows(interests, normalize)  # [B, K, d]
+    unit_items = unit_rows(item_emb, normalize)  # [n, d]
+    n_interests, n_items = interests.shape[1], item_emb.shape[0]
+    places = torch.arange(n_items, device=interests.device).expand(interests.shape[0], n_items)
+    best = None
+    for k in range(n_interests):
+        scores = unit_interests[:, k] @ unit_items.T  # [B, n]
+        if item_bias is not None:
+            scores = scale * scores + item_bias  # [B, n]
+        if padding_idx is not None:
+            scores[:, padding_idx] = -math.inf
+        order = scores.argsort(dim=1, descending=True, stable=True)  # [B, n]
+        rank = torch.empty_like(order).scatter_(1, order, places)  # [B, n]: 0 = its first item
+        position = rank * n_interests + k  # [B, n]
+        best = position if best is None else torch.minimum(best, position)
+    return -best.float()  # [B, n]
 
 
 def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=None, scale=1.0,

@@ -1,7 +1,8 @@
 """Model entries of a leaderboard: ``HyMiRec``, ``HyMiRec(n_interests=1,dmil_window=1)``.
 
 An entry names a model and, in brackets, its own ``key=value`` overrides; ``--seeds`` turns
-every entry into one entry per seed.
+every entry into one entry per seed. ``--model_config`` files belong to a model (every entry of
+it) or to one entry (``"HyMiRec(epochs=8)=preset.yaml"``), the entry's after the model's.
 """
 
 
@@ -80,3 +81,29 @@ def name_without_seed(entry):
     model, own = parse_entry(entry)
     kept = [o[2:] for o in own if override_key(o) != "--seed"]
     return f"{model}({','.join(kept)})" if kept else model
+
+
+def model_files(specs):
+    """``["HyMiRec=a.yaml b.yaml", "HyMiRec(x=1)=c.yaml"]`` -> ``{"HyMiRec": ["a.yaml",
+    "b.yaml"], "HyMiRec(x=1)": ["c.yaml"]}``: the key is a model or one entry of it."""
+    files = {}
+    for spec in specs:
+        owner, sep, paths = spec.rpartition(")=") if ")=" in spec else spec.partition("=")
+        owner += ")" if sep == ")=" else ""
+        if not sep or not paths.strip() or not owner.strip():
+            raise SystemExit(f"error: --model_config {spec!r}: write MODEL=file.yaml or "
+                             "MODEL(key=value,...)=file.yaml")
+        files.setdefault(owner.strip(), []).extend(paths.split())
+    return files
+
+
+def model_stack(shared, per_model, model, entry=None):
+    """The config files of an entry's command, in load order (a later file wins): the shared
+    files, then ``model``'s own ``--model_config`` files, then those of ``entry`` (matched with
+    or without its ``seed=``)."""
+    files = list(shared) + list(per_model.get(model, []))
+    if entry is not None:
+        for owner in dict.fromkeys((entry, name_without_seed(entry))):
+            if owner != model:
+                files += per_model.get(owner, [])
+    return files

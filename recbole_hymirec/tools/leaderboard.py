@@ -37,8 +37,9 @@ import time
 
 from recbole_hymirec.cli import split_overrides
 from recbole_hymirec.presets import last_preset, missing_budget_keys
-from recbole_hymirec.tools.entries import (entries_per_seed, merge_overrides, override_key,
-                                           parse_entry, parse_seeds, split_model_list)
+from recbole_hymirec.tools.entries import (entries_per_seed, merge_overrides, model_files,
+                                           model_stack, override_key, parse_entry, parse_seeds,
+                                           split_model_list)
 from recbole_hymirec.tools import results_index
 from recbole_hymirec.tools.pages import format_table, load_rows, save_rows, write_page
 
@@ -54,7 +55,7 @@ def build_parser():
     parser.add_argument("--models", "-m", default="HyMiRec,SASRec", help="comma-separated")
     parser.add_argument("--config_files", default=None, help="shared (protocol) YAML files")
     parser.add_argument("--model_config", action="append", default=[],
-                        help="MODEL=file.yaml: extra files for one model (repeatable)")
+                        help="MODEL=file.yaml: extra files for one model; MODEL(key=value,...)=file.yaml: for one entry, after the model's (repeatable)")
     parser.add_argument("--out", default="results",
                         help="folder for DATASET.{csv,md,png,json} (default: results)")
     parser.add_argument("--note", action="append", default=[],
@@ -64,17 +65,6 @@ def build_parser():
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds: every model entry runs once per seed")
     return parser
-
-
-def model_files(specs):
-    """``["HyMiRec=a.yaml b.yaml"]`` -> ``{"HyMiRec": ["a.yaml", "b.yaml"]}``."""
-    files = {}
-    for spec in specs:
-        model, sep, paths = spec.partition("=")
-        if not sep or not paths.strip():
-            raise SystemExit(f"error: --model_config {spec!r}: write MODEL=file.yaml")
-        files.setdefault(model.strip(), []).extend(paths.split())
-    return files
 
 
 def _echo_and_keep(stream, sink, kept):
@@ -88,12 +78,6 @@ def _cli_path():
     """The CLI relative to the working directory when it is inside it (portable commands)."""
     relative = os.path.relpath(REPO_CLI)
     return REPO_CLI if relative.startswith("..") else relative
-
-
-def model_stack(shared, per_model, model):
-    """The config files of ``model``'s command, in load order (a later file wins): the
-    shared files, then the model's own ``--model_config`` files."""
-    return list(shared) + list(per_model.get(model, []))
 
 
 def budget_warning(model, files):
@@ -157,7 +141,7 @@ def main(argv=None):
     rows = []
     for name in entries_per_seed(split_model_list(args.models), seeds):
         model, own_overrides = parse_entry(name)
-        files = model_stack(shared, per_model, model)
+        files = model_stack(shared, per_model, model, name)
         warning = budget_warning(model, files)
         if warning:
             print(warning, file=sys.stderr)

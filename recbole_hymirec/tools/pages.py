@@ -16,7 +16,7 @@ import sys
 import time
 
 from recbole_hymirec.atomic import write_atomic
-from recbole_hymirec.tools.entries import name_without_seed, parse_entry
+from recbole_hymirec.tools.entries import model_stack, name_without_seed, parse_entry
 from recbole_hymirec.tools.seed_summary import row_seed, seed_groups
 
 TABLE_METRICS = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "mrr@20")
@@ -203,7 +203,7 @@ def _hyper_parameter_section(rows, per_model):
     lines = ["## Hyper-parameters", ""]
     for r in rows:
         model, own = parse_entry(r["model"])
-        files = per_model.get(model, [])
+        files = model_stack([], per_model, model, r["model"])
         lines.append(f"- **{_md_cell(r['model'])}**"
                      + (f" (files: {', '.join(f'`{f}`' for f in files)})" if files else "")
                      + (f" (overrides: `{' '.join(own)}`)" if own else ""))

@@ -50,11 +50,11 @@ def write_tiny_llm(folder, config=None, seed=0, with_pad=False):
 
 
 def write_tiny_dataset(data_path, seed=2020):
-    """A synthetic dataset of 40 users x about 25 items (3 topics of 20 items: more than the
+    """A synthetic dataset of 40 users x about 35 items (3 topics of 20 items: more than the
     protocols' largest cut-off, 50) under ``data_path``; run with ``-d synth-mi
     --data_path=DATA_PATH``. Returns its folder."""
     from recbole_hymirec.data.synthetic import SyntheticSpec, write_dataset
 
     spec = SyntheticSpec(n_users=40, n_topics=3, items_per_topic=20, interests_per_user=(3, 3),
-                         cycles=(2, 2), block_length=(6, 8))
+                         cycles=(2, 2), block_length=(6, 8), final_block_length=(8, 10))
     return write_dataset(data_path, SMOKE_DATASET, spec, seed)
