@@ -106,6 +106,18 @@ def test_an_entrys_own_files_stack_after_its_models_for_that_entry_only():
     assert stack(["a.yaml"], per_model, "HyMiRec", "HyMiRec") == ["a.yaml", "b.yaml"]
     with pytest.raises(SystemExit, match=r"MODEL\(key=value,...\)=file.yaml"):
         leaderboard.model_files(["HyMiRec(epochs=8)="])
+    # overrides in another order or spaced still name the entry; a path may hold ")="
+    spaced = leaderboard.model_files(["HyMiRec(x=1, epochs=8)=d)=e.yaml", "HyMiRec=a(b)=c.yaml"])
+    assert spaced == {"HyMiRec(epochs=8,x=1)": ["d)=e.yaml"], "HyMiRec": ["a(b)=c.yaml"]}
+    assert stack([], spaced, "HyMiRec", "HyMiRec(epochs=8,x=1,seed=3)") == [
+        "a(b)=c.yaml", "d)=e.yaml"]
+
+
+def test_a_model_config_entry_that_matches_no_entry_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"--model_config HyMiRec\(epochs=9\)=\.\.\. matches no "
+                                         r"entry of --models"):
+        leaderboard.main(["-d", "tiny", "-m", "HyMiRec(epochs=8)", "--out", str(tmp_path),
+                          "--model_config", "HyMiRec(epochs=9)=p.yaml"])
 
 
 def test_a_stack_whose_last_preset_misses_a_models_budget_key_is_named():

@@ -15,17 +15,19 @@ The process, per user (see ``SyntheticSpec`` for the sizes):
   one; a cycle is a *block* of items in one planted topic followed by a *burst* of returns:
   ``returns_per_topic`` rounds of one item from each of the user's other planted topics, the
   topic visited longest ago first; the next block is in another planted topic; the final
-  block is long (``final_block_length``, at least 50 items) and its burst is one round;
+  block is long (``final_block_length``, 50 items or more by default) and its burst is one
+  round;
 * every item is drawn from its topic by popularity, independently of the user's earlier
   items (a user may consume an item again).
 
 The sequence ends with the final burst, so under leave-one-out the valid and the test items
 are its last two returns: the 50 items before either hold the final block's topic and the
-returns just made, so a model that reads only a recent window of <= 50 items sees that a
-burst has begun but cannot tell which other topics the user holds, while the long history
-holds them all. The short cycles show, many times per user, that a burst visits the topics
-left longest ago, and put several topics in the training targets that follow the prefixes
-around a burst, which is what multi-interest learning matches to its interests.
+returns made before them (none before the valid item when a user holds 3 topics), so a model
+that reads only a recent window of <= 50 items cannot tell which other topics the user holds,
+while the long history holds them all. The short cycles show, many times per user, that a
+burst visits the topics left longest ago, and put several topics in the training targets
+that follow the prefixes around a burst, which is what multi-interest learning matches to
+its interests.
 Same ``SyntheticSpec`` and seed give byte-identical files (pure Python ``random``).
 """
 import json

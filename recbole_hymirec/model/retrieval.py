@@ -66,7 +66,10 @@ def round_robin_scores(interests, item_emb, normalize=True, item_bias=None, scal
     an item's merged position is ``min_k (rank_k * K + k)``: interest 1's first item, interest
     2's first, ..., interest 1's second, ..., an item taking the place of its earliest
     appearance. The score is minus that position (exact in float32 below 2^24 positions).
-    ``padding_idx`` ranks last in every interest's list.
+    ``padding_idx`` ranks last in every interest's list. Equal scores within an interest rank
+    the lower id first (``merge_topk``'s ``topk`` may order such ties otherwise). A protocol
+    that masks seen items removes them from this merged order afterwards, which is not the
+    merge of lists that never held them.
     """
     unit_interests = unit_rows(interests, normalize)  # [B, K, d]
     unit_items = unit_rows(item_emb, normalize)  # [n, d]

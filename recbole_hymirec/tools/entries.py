@@ -83,27 +83,45 @@ def name_without_seed(entry):
     return f"{model}({','.join(kept)})" if kept else model
 
 
+def canonical_entry(entry):
+    """An entry's name with its overrides in sorted order: ``HyMiRec(b=2, a=1)`` ->
+    ``HyMiRec(a=1,b=2)``, the form in which ``--model_config`` owners meet entries."""
+    model, own = parse_entry(entry)
+    return f"{model}({','.join(sorted(o[2:] for o in own))})" if own else model
+
+
 def model_files(specs):
     """``["HyMiRec=a.yaml b.yaml", "HyMiRec(x=1)=c.yaml"]`` -> ``{"HyMiRec": ["a.yaml",
-    "b.yaml"], "HyMiRec(x=1)": ["c.yaml"]}``: the key is a model or one entry of it."""
+    "b.yaml"], "HyMiRec(x=1)": ["c.yaml"]}``: the key is a model or one entry of it (in
+    :func:`canonical_entry` form)."""
     files = {}
     for spec in specs:
-        owner, sep, paths = spec.rpartition(")=") if ")=" in spec else spec.partition("=")
-        owner += ")" if sep == ")=" else ""
+        is_entry = "(" in spec.partition("=")[0]
+        owner, sep, paths = spec.partition(")=" if is_entry else "=")
         if not sep or not paths.strip() or not owner.strip():
             raise SystemExit(f"error: --model_config {spec!r}: write MODEL=file.yaml or "
                              "MODEL(key=value,...)=file.yaml")
-        files.setdefault(owner.strip(), []).extend(paths.split())
+        owner = canonical_entry(owner + ")") if is_entry else owner.strip()
+        files.setdefault(owner, []).extend(paths.split())
     return files
+
+
+def unmatched_entry_owners(per_model, entries):
+    """The entry owners of ``model_files`` (``MODEL(...)``) that no entry matches, with or
+    without its ``seed=``."""
+    known = {canonical_entry(name) for entry in entries
+             for name in (entry, name_without_seed(entry))}
+    return [owner for owner in per_model if "(" in owner and owner not in known]
 
 
 def model_stack(shared, per_model, model, entry=None):
     """The config files of an entry's command, in load order (a later file wins): the shared
     files, then ``model``'s own ``--model_config`` files, then those of ``entry`` (matched with
-    or without its ``seed=``)."""
+    or without its ``seed=``, its overrides in any order)."""
     files = list(shared) + list(per_model.get(model, []))
     if entry is not None:
-        for owner in dict.fromkeys((entry, name_without_seed(entry))):
+        owners = dict.fromkeys(canonical_entry(e) for e in (entry, name_without_seed(entry)))
+        for owner in owners:
             if owner != model:
                 files += per_model.get(owner, [])
     return files

@@ -39,7 +39,7 @@ from recbole_hymirec.cli import split_overrides
 from recbole_hymirec.presets import last_preset, missing_budget_keys
 from recbole_hymirec.tools.entries import (entries_per_seed, merge_overrides, model_files,
                                            model_stack, override_key, parse_entry, parse_seeds,
-                                           split_model_list)
+                                           split_model_list, unmatched_entry_owners)
 from recbole_hymirec.tools import results_index
 from recbole_hymirec.tools.pages import format_table, load_rows, save_rows, write_page
 
@@ -139,7 +139,13 @@ def main(argv=None):
     store = os.path.join(args.out, f"{args.dataset}.json")
     kept = {r["model"]: r for r in load_rows(store)}
     rows = []
-    for name in entries_per_seed(split_model_list(args.models), seeds):
+    names = entries_per_seed(split_model_list(args.models), seeds)
+    unmatched = unmatched_entry_owners(per_model, names)
+    if unmatched:
+        raise SystemExit(f"error: --model_config {unmatched[0]}=... matches no entry of --models. "
+                         "Fix: write the entry as in --models (e.g. --model_config "
+                         "'HyMiRec(epochs=8)=preset.yaml' for -m 'HyMiRec(epochs=8)')")
+    for name in names:
         model, own_overrides = parse_entry(name)
         files = model_stack(shared, per_model, model, name)
         warning = budget_warning(model, files)
