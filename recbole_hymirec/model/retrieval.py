@@ -57,6 +57,13 @@ def score_items(interests, items, normalize=True):
     return torch.einsum("bkd,bd->bk", unit_interests, unit_items).max(dim=1).values
 
 
+def _one_interest_logits(interest, unit_items, item_bias, scale):
+    """One interest's ranking scores ``[B, n]``: its similarity to every item, or the model's
+    logit ``scale * s + item_bias`` when there is an item bias."""
+    scores = interest @ unit_items.T  # [B, n]
+    return scores if item_bias is None else scale * scores + item_bias
+
+
 def round_robin_scores(interests, item_emb, normalize=True, item_bias=None, scale=1.0,
                        padding_idx=0):
     """Scores ``[B, n_items]`` whose descending order is :func:`merge_topk`'s round-robin merge
@@ -77,9 +84,7 @@ def round_robin_scores(interests, item_emb, normalize=True, item_bias=None, scal
     places = torch.arange(n_items, device=interests.device).expand(interests.shape[0], n_items)
     best = None
     for k in range(n_interests):
-        scores = unit_interests[:, k] @ unit_items.T  # [B, n]
-        if item_bias is not None:
-            scores = scale * scores + item_bias  # [B, n]
+        scores = _one_interest_logits(unit_interests[:, k], unit_items, item_bias, scale)  # [B, n]
         if padding_idx is not None:
             scores[:, padding_idx] = -math.inf
         order = scores.argsort(dim=1, descending=True, stable=True)  # [B, n]
@@ -120,9 +125,7 @@ def merge_topk(interests, item_emb, k, exclude=None, padding_idx=0, item_bias=No
 
     lists, allowed = [], []
     for h in range(interests.shape[1]):
-        scores = unit_interests[:, h] @ unit_items.T  # [B, n]
-        if item_bias is not None:
-            scores = scale * scores + item_bias  # [B, n]
+        scores = _one_interest_logits(unit_interests[:, h], unit_items, item_bias, scale)  # [B, n]
         if blocked is not None:
             scores = scores.masked_fill(blocked, -math.inf)
         top = scores.topk(per_interest_k, dim=1)

@@ -55,7 +55,9 @@ def build_parser():
     parser.add_argument("--models", "-m", default="HyMiRec,SASRec", help="comma-separated")
     parser.add_argument("--config_files", default=None, help="shared (protocol) YAML files")
     parser.add_argument("--model_config", action="append", default=[],
-                        help="MODEL=file.yaml: extra files for one model; MODEL(key=value,...)=file.yaml: for one entry, after the model's (repeatable)")
+                        help="MODEL=file.yaml: extra files for one model; "
+                             "MODEL(key=value,...)=file.yaml: for one entry, after the "
+                             "model's (repeatable)")
     parser.add_argument("--out", default="results",
                         help="folder for DATASET.{csv,md,png,json} (default: results)")
     parser.add_argument("--note", action="append", default=[],
