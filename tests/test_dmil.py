@@ -76,6 +76,38 @@ def test_kmeans_is_deterministic_and_copes_with_duplicate_targets():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+def test_seed_cosine_cap_gives_a_one_theme_window_one_cluster():
+    # row 0: one theme; row 1: two themes; row 2: three themes (12 targets each)
+    x = torch.cat([planted_groups(1, n, 12 // n, 8, noise=0.05, seed=n)[0] for n in (1, 2, 3)])
+    valid = torch.ones(3, 12, dtype=torch.bool)
+    _, _, uncapped = cosine_kmeans(x, valid, n_clusters=4)
+    assert uncapped.tolist() == [4, 4, 4]  # the method: K pieces whatever the window
+    assign, centres, capped = cosine_kmeans(x, valid, n_clusters=4, max_seed_cosine=0.5)
+    assert capped.tolist() == [1, 2, 3]
+    for row, k in enumerate(capped.tolist()):
+        assert set(assign[row].tolist()) == set(range(k))
+        assert (centres[row, k:] == 0).all()
+
+
+def test_seed_cosine_cap_leaves_the_other_interests_untrained():
+    g = torch.Generator().manual_seed(0)
+    item_emb = unit(torch.randn(30, 8, generator=g))
+    item_emb[1:6] = unit(item_emb[1] + 0.05 * torch.randn(5, 8, generator=g))  # one theme
+    targets = torch.tensor([[1, 2, 3, 4, 5, 1]])
+    grads = []
+    for cap in (None, 0.5):
+        interests = torch.randn(1, 4, 8, generator=g, requires_grad=True)
+        DMILLoss(cluster_max_cosine=cap)(interests, targets, item_emb).backward()
+        grads.append((interests.grad[0].abs().sum(-1) > 0).sum().item())
+    assert grads == [4, 1]  # every interest pulled to the theme, or only the matched one
+
+
+@pytest.mark.parametrize("value", [1.5, -1, True, "0.5"])
+def test_loss_rejects_a_bad_cluster_cosine(value):
+    with pytest.raises(ConfigError, match=r"dmil_cluster_max_cosine=.* must be a cosine in \(-1, 1\]"):
+        DMILLoss(cluster_max_cosine=value)
+
+
 def test_kmeans_rejects_bad_cluster_count():
     with pytest.raises(ConfigError, match=">= 1"):
         cosine_kmeans(torch.randn(1, 2, 3), torch.ones(1, 2, dtype=torch.bool), n_clusters=0)

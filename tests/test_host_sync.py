@@ -42,7 +42,7 @@ def _model_and_batch(assets, **overrides):
     {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
      "refiner_reads": "full_history", "dense_loss_weight": 1.0},
     {"sampled_negatives": 8, "item_bias": True, "readout_loss_weight": 1.0,
-     "dense_loss_weight": 1.0, "coarse_history": "before_window"},
+     "dense_loss_weight": 1.0, "coarse_history": "before_window", "dmil_cluster_max_cosine": 0.5},
 ])
 def test_calculate_loss_reads_nothing_on_the_host(assets, monkeypatch, overrides):
     model, batch = _model_and_batch(assets, **overrides)

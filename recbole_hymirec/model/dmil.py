@@ -2,7 +2,9 @@
 """DMIL — disentangled multi-interest learning.
 
 For a training row the targets are the next ``W`` items. They are clustered with cosine
-k-means into ``k_b = min(K, #targets)`` groups, the groups are matched to the ``K`` interest
+k-means into ``k_b = min(K, #targets)`` groups (fewer with ``cluster_max_cosine``: a window of
+one theme is one group, not ``k_b`` pieces that would pull every interest to that theme), the
+groups are matched to the ``K`` interest
 embeddings with the Hungarian algorithm (maximum total cosine, so distinct groups train
 distinct interests), and every target is trained against its matched interest only with an
 InfoNCE loss (full softmax over the catalogue, or sampled negatives). ``W = 1`` degenerates to
@@ -127,7 +129,7 @@ def match_with_scipy(cosine, k_per_row):
 
 
 @torch.no_grad()
-def assign_targets_to_interests(target_emb, valid, interests, n_iters=5):
+def assign_targets_to_interests(target_emb, valid, interests, n_iters=5, max_seed_cosine=None):
     """Interest index of every target: k-means of the row's targets + Hungarian matching.
 
     The assignment is a discrete choice, computed without gradient.
@@ -135,12 +137,14 @@ def assign_targets_to_interests(target_emb, valid, interests, n_iters=5):
     Args:
         target_emb: [B, W, d] target item embeddings. valid: [B, W] bool.
         interests: [B, K, d] interest embeddings.
+        n_iters, max_seed_cosine: of :func:`cosine_kmeans`.
 
     Returns:
         interest_index [B, W] long in ``[0, K)``, -1 for invalid targets.
     """
     valid = valid.bool()
-    assign, centres, k_per_row = cosine_kmeans(target_emb, valid, interests.shape[1], n_iters)
+    assign, centres, k_per_row = cosine_kmeans(target_emb, valid, interests.shape[1], n_iters,
+                                               max_seed_cosine)
     cluster_to_interest = match_clusters_to_interests(centres, k_per_row, interests)  # [B, K]
     index = cluster_to_interest.gather(1, assign.clamp(min=0))  # [B, W]
     return index.masked_fill(~valid, -1)
@@ -155,6 +159,9 @@ class DMILLoss(nn.Module):
         temperature_init: initial temperature; the learnable logit scale starts at its inverse.
         max_logit_scale: cap of the logit scale (CLIP's 100), applied when it is used.
         kmeans_iters: k-means iterations of the target clustering.
+        cluster_max_cosine: None (always ``min(K, W)`` clusters), or a cosine in ``(-1, 1]``: a
+            target opens a new cluster only if its cosine to every cluster opened before is
+            below it.
         similarity: ``cosine`` (logit ``scale * cos``) or ``dot`` (logit ``h · e``, scale fixed
             at 1: the dot product's norms set the logit range themselves).
 
@@ -163,7 +170,7 @@ class DMILLoss(nn.Module):
     """
 
     def __init__(self, temperature_init=0.07, max_logit_scale=100.0, kmeans_iters=5,
-                 similarity="cosine"):
+                 similarity="cosine", cluster_max_cosine=None):
         super().__init__()
         if similarity not in SIMILARITIES:
             raise ConfigError(f"similarity={similarity!r} is not one of {list(SIMILARITIES)}. "
@@ -174,8 +181,14 @@ class DMILLoss(nn.Module):
             raise ConfigError(f"dmil max_logit_scale={max_logit_scale} must be > 0 (e.g. 100).")
         if int(kmeans_iters) != kmeans_iters or kmeans_iters < 0:
             raise ConfigError(f"dmil kmeans_iters={kmeans_iters} is invalid: use an integer >= 0 (e.g. 5).")
+        if cluster_max_cosine is not None and (isinstance(cluster_max_cosine, bool) or not isinstance(
+                cluster_max_cosine, (int, float)) or not -1 < cluster_max_cosine <= 1):
+            raise ConfigError(f"dmil_cluster_max_cosine={cluster_max_cosine!r} must be a cosine in "
+                              "(-1, 1] or null. Fix: --dmil_cluster_max_cosine=0.5, or null for "
+                              "min(K, W) clusters always.")
         self.max_logit_scale = float(max_logit_scale)
         self.kmeans_iters = int(kmeans_iters)
+        self.cluster_max_cosine = None if cluster_max_cosine is None else float(cluster_max_cosine)
         self.normalize = similarity == "cosine"
         if self.normalize:
             self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
@@ -185,6 +198,7 @@ class DMILLoss(nn.Module):
 
     def extra_repr(self):
         return (f"max_logit_scale={self.max_logit_scale}, kmeans_iters={self.kmeans_iters}, "
+                f"cluster_max_cosine={self.cluster_max_cosine}, "
                 f"similarity={'cosine' if self.normalize else 'dot'}")
 
     def logit_scale(self):
@@ -223,8 +237,8 @@ class DMILLoss(nn.Module):
         unit_interests = F.normalize(interests, dim=-1, eps=_EPS)  # [B, K, d]
 
         interest_index = assign_targets_to_interests(
-            item_emb[target_ids].detach(), valid, unit_interests.detach(), self.kmeans_iters
-        )  # [B, W]
+            item_emb[target_ids].detach(), valid, unit_interests.detach(), self.kmeans_iters,
+            self.cluster_max_cosine)  # [B, W]
         self.last_interest_index = interest_index
         stats = {"interest_index": interest_index, "n_targets": valid.sum(),
                  "logit_scale": self.logit_scale().detach()}

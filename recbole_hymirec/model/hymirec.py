@@ -142,7 +142,8 @@ class HyMiRec(SequentialRecommender):
         # a learnable per-item logit offset: cosine scores cannot encode item popularity
         self.item_bias = nn.Parameter(torch.zeros(self.n_items)) if self.use_item_bias else None
         self.dmil = DMILLoss(temperature_init=config["temperature"],
-                             kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity)
+                             kmeans_iters=config["dmil_kmeans_iters"], similarity=self.similarity,
+                             cluster_max_cosine=config["dmil_cluster_max_cosine"])
         self.negative_sampler = (LogQNegativeSampler(
             training_item_counts(dataset), self.sampled_negatives, config["negative_sampling_alpha"])
             if self.sampled_negatives else None)

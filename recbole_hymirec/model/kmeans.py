@@ -4,8 +4,8 @@
   layers): k-means++ seeds, no cluster above a capacity, empty clusters re-seeded, stops when
   fewer than ``KMEANS_TOLERANCE`` of the items move.
 * :func:`cosine_kmeans` clusters every row of a batch ``[B, W, d]`` at once (DMIL's target
-  windows): deterministic farthest-point seeds, ``min(K, #valid)`` clusters per row, a fixed
-  number of Lloyd iterations and no host sync.
+  windows): deterministic farthest-point seeds, ``min(K, #valid)`` clusters per row (fewer
+  with a seed cosine cap), a fixed number of Lloyd iterations and no host sync.
 
 Both assign by cosine to the centres and move each centre to the mean of its members.
 Pure torch, no RecBole import.
@@ -194,34 +194,43 @@ def sample_init_pool(n_items, n_clusters, generator):
 
 # ----------------------------------------------------------------- batched (DMIL)
 
-def farthest_point_init(unit, valid, k_per_row, n_clusters):
+def farthest_point_init(unit, valid, k_per_row, n_clusters, max_seed_cosine=None):
     """Deterministic seeds: the first valid target, then repeatedly the valid target whose
     largest cosine to the chosen seeds is the lowest.
 
     Args:
         unit: [B, W, d] L2-normalised targets. valid: [B, W] bool.
-        k_per_row: [B] number of seeds per row. n_clusters: K.
+        k_per_row: [B] most seeds per row. n_clusters: K.
+        max_seed_cosine: None, or a float: a row stops seeding once its farthest target has a
+            cosine of at least this to a seed (every target is then near one), so a window of
+            one theme gets one cluster instead of ``k_b`` pieces of it.
 
     Returns:
-        centres [B, K, d] (rows' unused slots are zero).
+        centres [B, K, d] (rows' unused slots are zero); seeds [B] long, the seeds of each row
+        (``k_per_row`` without ``max_seed_cosine``, at most that with it).
     """
     batch_size, window, dim = unit.shape
     rows = torch.arange(batch_size, device=unit.device)
     centres = unit.new_zeros(batch_size, n_clusters, dim)  # [B, K, d]
     chosen = torch.zeros_like(valid)  # [B, W]
     best_cos = unit.new_full((batch_size, window), -math.inf)  # [B, W] max cos to chosen seeds
+    seeding = torch.ones_like(k_per_row, dtype=torch.bool)  # [B] rows not yet stopped by the cosine
+    seeds = torch.zeros_like(k_per_row)  # [B]
     for c in range(n_clusters):  # a row with fewer seeds ignores the later rounds
-        active = k_per_row > c  # [B] rows that still need a seed
         if c == 0:
             pick = valid.long().argmax(dim=1)  # [B] first valid target
         else:
             candidate = best_cos.masked_fill(~valid | chosen, math.inf)  # [B, W]
             pick = candidate.argmin(dim=1)  # [B] ties: lowest index
+            if max_seed_cosine is not None:
+                seeding &= candidate[rows, pick] < max_seed_cosine
+        active = (k_per_row > c) & seeding  # [B] rows that take a seed this round
         seed = unit[rows, pick]  # [B, d]
         centres[:, c] = torch.where(active.unsqueeze(1), seed, centres[:, c])
         chosen[rows, pick] |= active
+        seeds += active.long()
         best_cos = torch.maximum(best_cos, torch.einsum("bwd,bd->bw", unit, seed))
-    return centres
+    return centres, seeds
 
 
 def _assign_to_centres(unit, valid, centres, k_per_row):
@@ -234,7 +243,7 @@ def _assign_to_centres(unit, valid, centres, k_per_row):
     return assign.masked_fill(~valid, -1)
 
 
-def cosine_kmeans(x, valid, n_clusters, n_iters=5):
+def cosine_kmeans(x, valid, n_clusters, n_iters=5, max_seed_cosine=None):
     """Cosine k-means of every row's valid targets, vectorised over the batch.
 
     Args:
@@ -242,6 +251,8 @@ def cosine_kmeans(x, valid, n_clusters, n_iters=5):
         valid: [B, W] bool, False for padding targets.
         n_clusters: K; row ``b`` gets ``k_b = min(K, #valid_b)`` clusters.
         n_iters: Lloyd iterations after the farthest-point init (0: assign to the seeds).
+        max_seed_cosine: None, or a float: fewer clusters for a row whose targets all lie
+            within this cosine of the seeds so far (:func:`farthest_point_init`).
 
     Returns:
         assign [B, W] long in ``[0, k_b)``, -1 for invalid targets;
@@ -257,7 +268,8 @@ def cosine_kmeans(x, valid, n_clusters, n_iters=5):
     valid = valid.bool()
     unit = F.normalize(x.float(), dim=-1, eps=_EPS) * valid.unsqueeze(-1)  # [B, W, d]
     k_per_row = valid.sum(dim=1).clamp(max=n_clusters)  # [B]
-    centres = farthest_point_init(unit, valid, k_per_row, n_clusters)  # [B, K, d]
+    centres, k_per_row = farthest_point_init(unit, valid, k_per_row, n_clusters,
+                                             max_seed_cosine)  # [B, K, d], [B]
     for _ in range(int(n_iters)):
         assign = _assign_to_centres(unit, valid, centres, k_per_row)  # [B, W]
         one_hot = F.one_hot(assign.clamp(min=0), n_clusters).to(unit.dtype)  # [B, W, K]
