@@ -176,6 +176,7 @@ def test_planted_report_reads_which_topic_each_interest_follows():
     assert report["interests_on_planted"] == 1.0
     assert report["mean_planted_covered"] == 1.5
     assert report["users_covering_2plus_planted"] == 0.5
+    assert report["repeated_interests"] == 0.5  # user 1 spends both interests on topic 2
     assert report["target_topic_covered"] == 0.5  # user 0's target (topic 1) is followed
     assert report["interest_topic_concentration"] == [0.5, 0.5]
 

@@ -153,7 +153,9 @@ def planted_topic_report(top, targets, item_topic, user_planted):
     ``interest_purity`` (mean share of an interest's top-k in its dominant topic);
     ``interests_on_planted`` (share of interests whose dominant topic is planted);
     ``mean_planted_covered`` and ``users_covering_2plus_planted`` (distinct planted topics among
-    a user's K dominant topics: mean, share of users with >= 2); ``target_topic_covered``
+    a user's K dominant topics: mean, share of users with >= 2); ``repeated_interests`` (per
+    user, K minus the distinct dominant topics: interests spent on a topic another one already
+    follows); ``target_topic_covered``
     (share of rows whose target's topic is some interest's dominant topic); and, per interest,
     ``interest_topic_concentration``: the share of users for whom it follows its most common
     topic (near 1 = the interest ignores the user).
@@ -167,6 +169,8 @@ def planted_topic_report(top, targets, item_topic, user_planted):
     covered = (torch.nn.functional.one_hot(dominant.clamp(min=0), n_topics).bool()
                & on_planted.unsqueeze(2)).any(1)  # [B, T]: planted topics some interest follows
     covered_counts = covered.sum(1)  # [B]
+    followed = torch.nn.functional.one_hot(dominant + 1, n_topics + 1)[..., 1:].any(1)  # [B, T]
+    repeated = dominant.shape[1] - followed.sum(1) - (dominant < 0).sum(1)  # [B]
     target_topic = item_topic[targets]  # [B]
     target_covered = ((dominant == target_topic.unsqueeze(1)) & (target_topic >= 0).unsqueeze(1)).any(1)
     concentration = [round(torch.bincount(dominant[:, h].clamp(min=0), minlength=n_topics)
@@ -178,6 +182,7 @@ def planted_topic_report(top, targets, item_topic, user_planted):
             "interests_on_planted": round(on_planted.float().mean().item(), 4),
             "mean_planted_covered": round(covered_counts.float().mean().item(), 4),
             "users_covering_2plus_planted": round((covered_counts >= 2).float().mean().item(), 4),
+            "repeated_interests": round(repeated.float().mean().item(), 4),
             "target_topic_covered": round(target_covered.float().mean().item(), 4),
             "interest_topic_concentration": concentration}
 
