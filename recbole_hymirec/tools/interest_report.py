@@ -166,10 +166,9 @@ def planted_topic_report(top, targets, item_topic, user_planted):
     dominant, purity = dominant_topics(topics)  # [B, K], [B, K]
     on_planted = user_planted.gather(1, dominant.clamp(min=0)) & (dominant >= 0)  # [B, K]
     n_topics = user_planted.shape[1]
-    covered = (torch.nn.functional.one_hot(dominant.clamp(min=0), n_topics).bool()
-               & on_planted.unsqueeze(2)).any(1)  # [B, T]: planted topics some interest follows
-    covered_counts = covered.sum(1)  # [B]
-    followed = torch.nn.functional.one_hot(dominant + 1, n_topics + 1)[..., 1:].any(1)  # [B, T]
+    # [B, T]: topics some interest follows (-1, no topic, shifted to a dropped column)
+    followed = torch.nn.functional.one_hot(dominant + 1, n_topics + 1)[..., 1:].bool().any(1)
+    covered_counts = (followed & user_planted).sum(1)  # [B] planted topics some interest follows
     repeated = dominant.shape[1] - followed.sum(1) - (dominant < 0).sum(1)  # [B]
     target_topic = item_topic[targets]  # [B]
     target_covered = ((dominant == target_topic.unsqueeze(1)) & (target_topic >= 0).unsqueeze(1)).any(1)
